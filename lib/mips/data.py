@@ -115,3 +115,33 @@ def preset_size(preset: str) -> int:
     if preset not in PRESET_SIZES:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_SIZES)}")
     return PRESET_SIZES[preset]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The dataset stage
+
+UPSTREAM: tuple[str, ...] = ()
+
+
+def dataset_for(task: Task, preset: str = "full") -> Dataset:
+    """The dataset a preset uses (what downstream stages load)."""
+    return load_dataset(task, preset_size(preset), DEFAULT_SEED)
+
+
+def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: str = "cpu"):
+    """Build (or load) the task's dataset and record its size, key and label statistics."""
+    from mips.artifacts import StageRun
+
+    size = preset_size(preset)
+    stage = StageRun(task.id, "dataset", {"size": size, "seed": DEFAULT_SEED, "task_hash": task.source_hash},
+                     run_dir=run_dir)
+    if (rec := stage.cached()) is not None:
+        return rec
+    ds = load_dataset(task, size, DEFAULT_SEED)
+    values, counts = np.unique(ds.y_train, return_counts=True)
+    metrics = {
+        "n_train": len(ds.x_train), "n_test": len(ds.x_test), "dataset_key": ds.key,
+        "y_min": int(values.min()), "y_max": int(values.max()), "n_distinct_y": len(values),
+        "y_mode": int(values[counts.argmax()]), "y_mode_fraction": float(counts.max() / counts.sum()),
+    }
+    return stage.finish(metrics, success=True)
