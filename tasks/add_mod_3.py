@@ -1,4 +1,4 @@
-"""Add_Mod_3: the running sum of x_t in [0, 3), modulo 3. Arrays are int32 column vectors, as in the original."""
+"""Add_Mod_3: the running sum of x_t in [0, 3), modulo 3. Arrays are int32 column vectors, as originally."""
 
 import numpy as np
 
