@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine:
+#   make book   install into .venv, run the default tasks through every stage, build the book
+#   make test   install into .venv, lint, unit tests, and every notebook at smoke size
+# Options: make book TASKS=all | TASKS=Sum_All,Prev2   PRESET=smoke|full   STAGES=...   WORKERS=2
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TASKS  ?= Sum_All,Parity_All,Add_Mod_3,Binary_Addition
+PRESET ?= full
+STAGES ?= dataset,search,simplify,extract,regress,program
+WORKERS ?= 0
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: book test install lab clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+book: install
+	$(BIN)/mips run --tasks $(TASKS) --preset $(PRESET) --stages $(STAGES) --workers $(WORKERS); \
+	  status=$$?; \
+	  $(BIN)/mips book || exit 1; \
+	  echo "The book: file://$(CURDIR)/_build/html/index.html"; \
+	  exit $$status
+
+test: install
+	$(BIN)/ruff check lib tasks tests benchmarks notebooks
+	MIPS_PRESET=smoke $(BIN)/pytest -q tests
+	rm -rf .cache/nbmake-runs
+	MIPS_PRESET=smoke MIPS_RUNS=$(CURDIR)/.cache/nbmake-runs $(BIN)/pytest -q --nbmake notebooks
+
+lab: install
+	$(BIN)/jupyter lab --allow-root notebooks
+
+clean:
+	rm -rf _build book/generated runs .cache

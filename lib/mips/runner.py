@@ -1,0 +1,337 @@
+"""The batch runner: execute the stage notebooks for many tasks with papermill, resumably and in parallel.
+
+Each (task, stage) notebook is executed through papermill's Python API into
+``book/generated/<task_id>/<stage>.ipynb`` beside a ``<stage>.status.json``. A task's stages run in order in
+one worker; tasks run in parallel workers (local processes, or Slurm / submitit's local executor). A
+notebook is reused when its status says it finished from the same inputs (notebook source, parameters,
+task definition, the keys of the stages before it); a killed run restarts where it stopped, since a
+notebook only counts as finished once its output and status were renamed into place. A failing notebook is
+kept (readable, with its traceback) and the task's later stages are skipped with that reason, while every
+other task goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mips.artifacts import STAGES, clean_scratch, project_root, stable_hash, write_json
+from mips.tasks import Task, registry
+
+log = logging.getLogger(__name__)
+
+OK, FAILED, SKIPPED, CACHED = "ok", "failed", "skipped", "cached"
+DEFAULT_STAGES = ("dataset", "search", "simplify", "extract", "regress", "program")
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def generated_dir() -> Path:
+    """Where executed notebooks go: ``MIPS_BOOK_OUT`` or ``<project>/book/generated``."""
+    return Path(os.environ.get("MIPS_BOOK_OUT", project_root() / "book" / "generated"))
+
+
+@dataclass
+class RunOptions:
+    """How a batch runs: preset, device, where artifacts and executed notebooks go, and reuse policy."""
+
+    preset: str = "full"
+    device: str = "cpu"
+    run_dir: str = ""
+    out_dir: str = ""
+    force: bool = False
+    kernel_name: str = "python3"
+    threads_per_worker: int = 0
+    timeout_seconds: int = 0
+
+    def out(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else generated_dir()
+
+
+@dataclass
+class NotebookStatus:
+    """The outcome of one (task, stage) notebook, as written beside it."""
+
+    task: str
+    stage: str
+    status: str
+    key: str = ""
+    seconds: float = 0.0
+    error: str = ""
+    finished: str = ""
+    notebook: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> NotebookStatus | None:
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError):
+            return None
+
+
+@dataclass
+class BatchResult:
+    """Every notebook's status from one batch, with counts."""
+
+    statuses: list[NotebookStatus] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(s.status == status for s in self.statuses)
+
+    @property
+    def n_failed(self) -> int:
+        return self.count(FAILED)
+
+    def summary(self) -> str:
+        return (f"{len(self.statuses)} notebooks: {self.count(OK)} ran, {self.count(CACHED)} reused, "
+                f"{self.n_failed} failed, {self.count(SKIPPED)} skipped, in {self.seconds:.0f}s")
+
+
+def order_stages(stages: Sequence[str]) -> list[str]:
+    """Validate stage names and put them in pipeline order."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+    missing = [s for s in stages if not (notebooks_dir() / f"{s}.ipynb").exists()]
+    if missing:
+        raise ValueError(f"no notebook for stage(s) {', '.join(missing)} in {notebooks_dir()}")
+    return [s for s in STAGES if s in stages]
+
+
+def notebook_key(task: Task, stage: str, opts: RunOptions, before: Sequence[str]) -> str:
+    """What a notebook's output depends on: its source, its parameters, the task, and earlier stages."""
+    nb_hash = hashlib.sha256((notebooks_dir() / f"{stage}.ipynb").read_bytes()).hexdigest()[:16]
+    return stable_hash({"notebook": nb_hash, "params": parameters(task, opts), "task": task.source_hash,
+                        "before": list(before)})
+
+
+def parameters(task: Task, opts: RunOptions) -> dict:
+    """The values papermill injects into a stage notebook's ``parameters`` cell."""
+    return {"task": task.name, "preset": opts.preset, "run_dir": opts.run_dir, "device": opts.device}
+
+
+def status_path(out: Path, task: Task, stage: str) -> Path:
+    return out / task.id / f"{stage}.status.json"
+
+
+def _write_status(out: Path, st: NotebookStatus, task: Task) -> NotebookStatus:
+    st.finished = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json(status_path(out, task, st.stage), asdict(st))
+    return st
+
+
+def execute_notebook(task: Task, stage: str, opts: RunOptions, key: str) -> NotebookStatus:
+    """Execute one stage notebook into place; failures are recorded with the failed notebook kept."""
+    import papermill as pm
+
+    out = opts.out() / task.id
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{stage}.ipynb"
+    tmp = out / f".{stage}.{os.getpid()}.tmp.ipynb"
+    start = time.time()
+    status, error = OK, ""
+    try:
+        pm.execute_notebook(
+            str(notebooks_dir() / f"{stage}.ipynb"), str(tmp), parameters=parameters(task, opts),
+            kernel_name=opts.kernel_name, progress_bar=False, cwd=str(notebooks_dir()),
+            execution_timeout=opts.timeout_seconds or None, log_output=False)
+    except Exception as exc:  # a notebook error is a result: recorded, and the batch goes on
+        status, error = FAILED, _short_error(exc)
+    if tmp.exists():
+        os.replace(tmp, target)
+    return _write_status(opts.out(), NotebookStatus(task.id, stage, status, key, round(time.time() - start, 2),
+                                                    error, notebook=str(target)), task)
+
+
+def _short_error(exc: BaseException) -> str:
+    name = getattr(exc, "ename", type(exc).__name__)
+    value = getattr(exc, "evalue", str(exc))
+    return f"{name}: {value}".strip()[:2000]
+
+
+def run_task(task_name: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
+    """Run one task's stages in order (in a worker); reuse finished ones, skip after a failure."""
+    if opts.threads_per_worker:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(opts.threads_per_worker)
+    task = registry().get(task_name)
+    out = opts.out()
+    for leftover in (out / task.id).glob(".*.tmp.ipynb"):
+        leftover.unlink(missing_ok=True)
+    clean_scratch(Path(opts.run_dir or _runs()) / task.id)
+    statuses: list[NotebookStatus] = []
+    keys: list[str] = []
+    blocked = ""
+    for stage in stages:
+        key = notebook_key(task, stage, opts, keys)
+        keys.append(key)
+        if blocked:
+            statuses.append(_write_status(out, NotebookStatus(task.id, stage, SKIPPED, key,
+                                                              error=blocked), task))
+            continue
+        prev = NotebookStatus.load(status_path(out, task, stage))
+        if (not opts.force and prev is not None and prev.key == key and prev.status in (OK, CACHED)
+                and (out / task.id / f"{stage}.ipynb").exists()):
+            statuses.append(NotebookStatus(task.id, stage, CACHED, key, prev.seconds, notebook=prev.notebook))
+            continue
+        st = execute_notebook(task, stage, opts, key)
+        statuses.append(st)
+        if st.status == FAILED:
+            blocked = f"skipped because stage {stage!r} failed: {st.error.splitlines()[0] if st.error else ''}"
+    with contextlib.suppress(Exception):
+        from mips.book import write_task_page
+
+        write_task_page(task, out)
+    return statuses
+
+
+def _runs() -> Path:
+    from mips.artifacts import runs_dir
+
+    return runs_dir()
+
+
+def _run_task_safe(task_name: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
+    """``run_task`` that turns an unexpected crash into failed statuses instead of losing the batch."""
+    try:
+        return run_task(task_name, stages, opts)
+    except Exception:
+        err = traceback.format_exc(limit=3)
+        return [NotebookStatus(task_name, s, FAILED, error=err) for s in stages]
+
+
+def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, workers: int = 0,
+              executor: str = "local", slurm_options: dict | None = None, quiet: bool = False) -> BatchResult:
+    """Run every (task, stage) notebook; one progress bar, one line per finished notebook."""
+    from tqdm.auto import tqdm
+
+    stages = order_stages(stages)
+    workers = workers or os.cpu_count() or 1
+    if not opts.threads_per_worker:
+        opts.threads_per_worker = max(1, (os.cpu_count() or 1) // min(workers, max(1, len(tasks))))
+    start = time.time()
+    total = len(tasks) * len(stages)
+    reported: set[tuple[str, str]] = set()
+    result = BatchResult()
+    bar = tqdm(total=total, desc="notebooks", unit="nb", disable=quiet, file=sys.stderr)
+
+    def report(st: NotebookStatus) -> None:
+        if (st.task, st.stage) in reported:
+            return
+        reported.add((st.task, st.stage))
+        mark = {OK: "done", CACHED: "reused", FAILED: "FAILED", SKIPPED: "skipped"}[st.status]
+        extra = f" - {st.error.splitlines()[0]}" if st.error and st.status != CACHED else ""
+        bar.write(f"{mark:>7}  {st.task}/{st.stage}  {st.seconds:.1f}s{extra}")
+        bar.update(1)
+
+    def poll_disk() -> None:
+        for t in tasks:
+            for s in stages:
+                st = NotebookStatus.load(status_path(opts.out(), t, s))
+                if st is not None and st.finished and _ts(st.finished) >= start - 1:
+                    report(st)
+
+    names = [t.name for t in tasks]
+    if executor == "local":
+        with cf.ProcessPoolExecutor(max_workers=min(workers, max(1, len(names)))) as pool:
+            futures = {pool.submit(_run_task_safe, n, stages, opts): n for n in names}
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                poll_disk()
+                for fut in done:
+                    for st in fut.result():
+                        report(st)
+                        result.statuses.append(st)
+    elif executor in ("slurm", "submitit-local"):
+        jobs = _submit(names, stages, opts, executor, slurm_options or {})
+        pending = list(jobs)
+        while pending:
+            time.sleep(1.0)
+            poll_disk()
+            for job in [j for j in pending if j.done()]:
+                pending.remove(job)
+                try:
+                    statuses = job.result()
+                except Exception as exc:
+                    statuses = [NotebookStatus(job.task_name, s, FAILED, error=_short_error(exc)) for s in stages]
+                for st in statuses:
+                    report(st)
+                    result.statuses.append(st)
+    else:
+        raise ValueError(f"unknown executor {executor!r}; use local, slurm or submitit-local")
+    bar.close()
+    result.seconds = time.time() - start
+    return result
+
+
+def _ts(stamp: str) -> float:
+    return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+
+
+def _submit(names: Sequence[str], stages: Sequence[str], opts: RunOptions, executor: str, slurm: dict):
+    """Submit one job per task through submitit (Slurm, or its local executor for testing)."""
+    import submitit
+
+    folder = Path(opts.run_dir or _runs()) / "_submitit"
+    if executor == "slurm":
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    else:
+        ex = submitit.LocalExecutor(folder=str(folder))
+    params = {"timeout_min": int(slurm.pop("timeout_min", 240))}
+    if executor == "slurm":
+        params.update({f"slurm_{k}" if not k.startswith("slurm_") else k: v for k, v in slurm.items()})
+    ex.update_parameters(**params)
+    env = {"MIPS_HOME": str(project_root()), "MIPS_BOOK_OUT": str(opts.out())}
+    jobs = []
+    for n in names:
+        job = ex.submit(_run_task_with_env, n, list(stages), opts, env)
+        job.task_name = n
+        jobs.append(job)
+    return jobs
+
+
+def _run_task_with_env(task_name: str, stages: list[str], opts: RunOptions, env: dict) -> list[NotebookStatus]:
+    os.environ.update(env)
+    return _run_task_safe(task_name, stages, opts)
+
+
+def execute_results(opts: RunOptions, tasks: Sequence[Task]) -> NotebookStatus:
+    """Execute the results notebook (the leaderboard) over the given tasks into the book."""
+    import papermill as pm
+
+    out = opts.out()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp, target = out / ".results.tmp.ipynb", out / "results.ipynb"
+    start = time.time()
+    status, error = OK, ""
+    try:
+        pm.execute_notebook(str(notebooks_dir() / "results.ipynb"), str(tmp),
+                            parameters={"tasks": ",".join(t.name for t in tasks), "run_dir": opts.run_dir,
+                                        "book_dir": str(out)},
+                            kernel_name=opts.kernel_name, progress_bar=False, cwd=str(notebooks_dir()))
+    except Exception as exc:
+        status, error = FAILED, _short_error(exc)
+    if tmp.exists():
+        os.replace(tmp, target)
+    return NotebookStatus("all", "results", status, seconds=round(time.time() - start, 2), error=error,
+                          notebook=str(target))
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove everything the batch rendered (the book's generated part)."""
+    shutil.rmtree(out, ignore_errors=True)
