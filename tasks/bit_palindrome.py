@@ -12,12 +12,15 @@ from mips.tasks import Task
 
 
 def generate(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    bits = uniform(rng, n, 10, 0, 2)[..., 0]
-    length = rng.integers(2, 11, size=(n, 1))
-    t = np.arange(10)
-    mirrored = (t >= (length + 1) // 2) & (t < length)  # the second half of the palindrome
-    x = np.where(mirrored, np.take_along_axis(bits, np.clip(length - 1 - t, 0, 9), axis=1), bits)
-    y = np.stack([(x[:, : s + 1] == x[:, s::-1]).all(axis=1) for s in range(10)], axis=1)
+    x = uniform(rng, n, 10, 0, 2)[..., 0]
+    length = rng.integers(2, 11, size=n, dtype=np.int8)
+    for L in range(2, 11):  # rows with palindrome length L: bits ceil(L/2)..L-1 mirror the first ones
+        rows = length == L
+        x[rows, (L + 1) // 2 : L] = x[rows, : L // 2][:, ::-1]
+    y = np.ones((n, 10), bool)
+    for t in range(10):  # x_0..x_t is a palindrome iff x_j == x_{t-j} for every j <= t/2
+        for j in range(t // 2 + 1):
+            y[:, t] &= x[:, j] == x[:, t - j]
     return column(x), column(y, np.int8)
 
 

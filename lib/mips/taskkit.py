@@ -22,18 +22,18 @@ def shift(a: np.ndarray, k: int, fill: int = 0) -> np.ndarray:
     return out
 
 
-def prefix_sum(a: np.ndarray, dtype=np.int64) -> np.ndarray:
-    """Running sum over time: out[:, t] = a[:, 0] + ... + a[:, t]."""
-    return np.cumsum(a, axis=1, dtype=dtype)
+def prefix_sum(a: np.ndarray, dtype=None) -> np.ndarray:
+    """Running sum over time, out[:, t] = a[:, 0] + ... + a[:, t], in a's dtype unless given (it must fit)."""
+    return np.cumsum(a, axis=1, dtype=dtype or a.dtype)
 
 
-def window_sum(a: np.ndarray, k: int, dtype=np.int64) -> np.ndarray:
+def window_sum(a: np.ndarray, k: int, dtype=None) -> np.ndarray:
     """Sum of the last k steps (fewer at the start): out[:, t] = a[:, max(0, t-k+1)] + ... + a[:, t]."""
     c = prefix_sum(a, dtype)
     return c - shift(c, k)
 
 
-def prefix_count(mask: np.ndarray, dtype=np.int64) -> np.ndarray:
+def prefix_count(mask: np.ndarray, dtype=np.int16) -> np.ndarray:
     """How many steps so far satisfy ``mask``: out[:, t] = #{s <= t: mask[:, s]}."""
     return np.cumsum(mask, axis=1, dtype=dtype)
 
