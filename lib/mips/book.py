@@ -65,17 +65,26 @@ def write_task_page(task: Task, out: Path) -> Path | None:
                 f"## {STAGE_TITLES.get(stage, stage)}\n\n```{{warning}}\nNot run: {status.get('error', '')}\n```"))
             continue
         nb = nbformat.read(nb_path, as_version=4)
-        heading = f"## {STAGE_TITLES.get(stage, stage)}"
-        if status["status"] == "failed":
-            heading += f"\n\n```{{error}}\nThis stage failed: {status.get('error', '').splitlines()[0]}\n```"
-        page.cells.append(nbformat.v4.new_markdown_cell(heading))
-        for cell in nb.cells:
+        cells = list(nb.cells)
+        first_md = next((c for c in cells if c.cell_type == "markdown"), None)
+        titled = first_md is not None and first_md.source.startswith("# ")
+        if not titled:
+            page.cells.append(nbformat.v4.new_markdown_cell(f"## {STAGE_TITLES.get(stage, stage)}"))
+        for cell in cells:
             tags = set(cell.get("metadata", {}).get("tags", []))
             if cell.cell_type == "markdown":
-                cell.source = _demote(_demote(cell.source))
-            if tags & _HIDE:
-                cell.metadata["tags"] = sorted((tags - {"hide-input"}) | {"remove-cell"})
+                cell.source = _demote(cell.source)
+                if cell is first_md and titled and status["status"] == "failed":
+                    cell.source += (f"\n\n```{{error}}\nThis stage failed: "
+                                    f"{status.get('error', '').splitlines()[0]}\n```")
+            elif tags & _HIDE:
+                cell.metadata["tags"] = sorted(tags | {"remove-cell"})
+            else:
+                cell.metadata["tags"] = sorted(tags | {"hide-input"})
             page.cells.append(cell)
+        if not titled and status["status"] == "failed":
+            page.cells.insert(len(page.cells) - len(cells), nbformat.v4.new_markdown_cell(
+                f"```{{error}}\nThis stage failed: {status.get('error', '').splitlines()[0]}\n```"))
     path = task_page_path(task, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -94,4 +103,49 @@ def build_book(root: Path | None = None, strict: bool = True) -> Path:
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return root / "_build" / "html" / "index.html"
+    html = root / "_build" / "html"
+    if strict and (bad := broken_links(html)):
+        raise RuntimeError("broken internal links in the built book:\n" + "\n".join(bad[:50]))
+    return html / "index.html"
+
+
+def broken_links(html_dir: Path) -> list[str]:
+    """Internal links in the built HTML whose target file or anchor does not exist."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote, urlsplit
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.hrefs: list[str] = []
+            self.ids: set[str] = set()
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if a.get("id"):
+                self.ids.add(a["id"])
+            for key in ("href", "src"):
+                if a.get(key) and tag in ("a", "img", "link", "script"):
+                    self.hrefs.append(a[key])
+
+    pages: dict[Path, Collect] = {}
+    for page in Path(html_dir).rglob("*.html"):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        c = Collect()
+        c.feed(page.read_text(errors="replace"))
+        pages[page.resolve()] = c
+    broken = []
+    for page, c in pages.items():
+        for href in c.hrefs:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:", "data:")):
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(Path(html_dir).resolve())}: {href}")
+            elif parts.fragment and target in pages and parts.fragment not in pages[target].ids:
+                broken.append(f"{page.relative_to(Path(html_dir).resolve())}: {href} (no such anchor)")
+    return broken

@@ -36,7 +36,8 @@ DEFAULT_STAGES = ("dataset", "search", "simplify", "extract", "regress", "progra
 
 
 def notebooks_dir() -> Path:
-    return project_root() / "notebooks"
+    """The stage notebooks: ``MIPS_NOTEBOOKS`` or ``<project>/notebooks``."""
+    return Path(os.environ.get("MIPS_NOTEBOOKS", project_root() / "notebooks"))
 
 
 def generated_dir() -> Path:
