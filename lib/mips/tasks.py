@@ -49,8 +49,8 @@ class Task:
     output_dim: int
     seq_len: int
     input_values: tuple[int, ...]
-    generate: Generator
-    reference: Reference
+    generate: Generator = field(repr=False)
+    reference: Reference = field(repr=False)
     split: float = 0.9
     steps: int = 10_000
     loss: str = "log"
@@ -71,7 +71,7 @@ class Task:
         """The input alphabet as a short human string, e.g. ``[0, 100)`` or ``{0, 1}``."""
         lo, hi = min(self.input_values), max(self.input_values)
         if len(self.input_values) == 2:
-            return "{%d, %d}" % (lo, hi)
+            return f"{{{lo}, {hi}}}"
         return f"[{lo}, {hi}]" if hi - lo + 1 == len(self.input_values) else str(self.input_values)
 
     def validate(self) -> None:
@@ -153,7 +153,10 @@ def load_task_file(path: Path) -> Task:
     task = getattr(module, "TASK", None)
     if not isinstance(task, Task):
         raise TaskError(f"{path}: must define TASK = Task(...) (found {type(task).__name__})")
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    # The key covers the shared helpers too, so editing taskkit.py regenerates every dataset built with it.
+    kit = Path(__file__).with_name("taskkit.py")
+    shared = kit.read_text() if kit.exists() else ""
+    digest = hashlib.sha256((source + "\0" + shared).encode()).hexdigest()[:16]
     task = _replace(task, source_file=str(path), source_hash=digest)
     try:
         task.validate()

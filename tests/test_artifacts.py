@@ -1,0 +1,47 @@
+"""Stage records: cached by config + upstream, written atomically, leftovers of a killed stage ignored."""
+
+import json
+
+import pytest
+
+from mips.artifacts import StageRun, clean_scratch, load_record, require_record, stage_dir
+
+
+def test_stage_is_cached_by_config_and_upstream(isolated):
+    run = StageRun("t", "search", {"steps": 10}, upstream={"dataset": "k1"})
+    assert run.cached() is None
+    run.path("model.txt").write_text("weights")
+    rec = run.finish({"acc": 1.0}, success=True)
+    assert (stage_dir("t", "search") / "model.txt").read_text() == "weights"
+    assert StageRun("t", "search", {"steps": 10}, upstream={"dataset": "k1"}).cached().key == rec.key
+    assert StageRun("t", "search", {"steps": 11}, upstream={"dataset": "k1"}).cached() is None
+    assert StageRun("t", "search", {"steps": 10}, upstream={"dataset": "k2"}).cached() is None
+
+
+def test_rerun_replaces_the_folder_and_a_killed_run_leaves_no_finished_stage(isolated):
+    first = StageRun("t", "simplify", {"a": 1})
+    first.path("old.txt").write_text("1")
+    first.finish({}, success=True)
+    killed = StageRun("t", "simplify", {"a": 2})
+    killed.path("half.txt").write_text("partial")          # killed before finish(): never becomes the stage
+    assert load_record("t", "simplify").config == {"a": 1}
+    second = StageRun("t", "simplify", {"a": 3})
+    second.path("new.txt").write_text("3")
+    second.finish({}, success=False, message="no lattice")
+    folder = stage_dir("t", "simplify")
+    assert sorted(p.name for p in folder.iterdir()) == ["new.txt", "record.json"]
+    assert json.loads((folder / "record.json").read_text())["message"] == "no lattice"
+    clean_scratch(folder.parent)
+    assert [p.name for p in folder.parent.iterdir()] == ["simplify"]
+
+
+def test_missing_upstream_says_what_to_run(isolated):
+    with pytest.raises(FileNotFoundError, match="mips run --tasks sum_all --stages search"):
+        require_record("sum_all", "search")
+
+
+def test_corrupt_record_is_not_taken_as_finished(isolated):
+    folder = stage_dir("t", "extract")
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text('{"stage": "extract", "ta')
+    assert load_record("t", "extract") is None
