@@ -129,3 +129,16 @@ def test_unknown_stage_or_task_is_a_clear_error(isolated):
     bad_task = subprocess.run(MIPS + ["run", "--tasks", "Sum_Al", "--stages", "dataset"], cwd=ROOT,
                               capture_output=True, text=True)
     assert bad_task.returncode == 2 and "Sum_All" in bad_task.stderr
+
+
+def test_chapter_notebooks_run_in_order_into_the_book(isolated, monkeypatch):
+    import mips.runner as runner
+
+    monkeypatch.setenv("MIPS_NOTEBOOKS", str(_tiny_notebooks(isolated / "nbs")))
+    monkeypatch.setitem(runner.CHAPTERS, "tiny", ("dataset", "search"))
+    result = run_batch([], [], RunOptions(preset="smoke"), chapters=["tiny"], quiet=True)
+    assert [(s.task, s.stage, s.status) for s in result.statuses] == [
+        ("chapters", "dataset", OK), ("chapters", "search", OK)]
+    assert (isolated / "book" / "generated" / "chapters" / "search.ipynb").exists()
+    with pytest.raises(ValueError, match="unknown chapter"):
+        run_batch([], [], RunOptions(), chapters=["nope"], quiet=True)

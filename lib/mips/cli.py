@@ -66,16 +66,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mips.tasks import registry
 
     check_preset(args.preset)
-    tasks = registry(refresh=True).select(args.tasks)
-    stages = order_stages([s.strip() for s in args.stages.split(",") if s.strip()])
+    tasks = [] if args.tasks.strip().lower() in ("", "none") else registry(refresh=True).select(args.tasks)
+    stages = order_stages([s.strip() for s in args.stages.split(",") if s.strip()]) if tasks else []
+    chapters = [c.strip() for c in args.chapters.split(",") if c.strip()]
     opts = RunOptions(preset=args.preset, device=args.device, run_dir=args.run_dir or "",
                       out_dir=args.out or "", force=args.force, timeout_seconds=args.timeout)
-    print(f"running {len(stages)} stage(s) for {len(tasks)} task(s), preset {args.preset}, "
-          f"{args.workers or os.cpu_count()} worker(s), executor {args.executor}")
+    print(f"running {len(stages)} stage(s) for {len(tasks)} task(s)"
+          + (f" and chapter(s) {', '.join(chapters)}" if chapters else "")
+          + f", preset {args.preset}, {args.workers or os.cpu_count()} worker(s), executor {args.executor}")
     result = run_batch(tasks, stages, opts, workers=args.workers, executor=args.executor,
-                       slurm_options=_parse_kv(args.slurm))
+                       slurm_options=_parse_kv(args.slurm), chapters=chapters)
     print(result.summary())
-    if not args.no_results:
+    if not args.no_results and tasks:
         all_tasks = registry().ordered()
         st = execute_results(opts, all_tasks)
         print(f"results page: {st.status} ({st.notebook})" + (f" - {st.error}" if st.error else ""))
@@ -111,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     r = sub.add_parser("run", help="execute stage notebooks for tasks into book/generated")
-    r.add_argument("--tasks", default=DEFAULT_TASKS, help="'all' or comma-separated names")
+    r.add_argument("--tasks", default=DEFAULT_TASKS, help="'all', 'none' or comma-separated names")
     r.add_argument("--stages", default="dataset,search,simplify,extract,regress,program",
                    help="comma-separated stages (dataset,search,simplify,extract,regress,program,llm_baseline)")
+    r.add_argument("--chapters", default="", help="sibling-method chapters to run too, e.g. das,humn")
     r.add_argument("--preset", default="full", help="smoke (CI-sized) or full")
     r.add_argument("--workers", type=int, default=0, help="parallel workers (default: number of cores)")
     r.add_argument("--device", default="cpu", help="cpu or cuda")

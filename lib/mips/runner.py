@@ -34,6 +34,27 @@ log = logging.getLogger(__name__)
 OK, FAILED, SKIPPED, CACHED = "ok", "failed", "skipped", "cached"
 DEFAULT_STAGES = ("dataset", "search", "simplify", "extract", "regress", "program")
 
+# The sibling methods' chapters: their notebooks (in notebooks/), executed in this order into
+# book/generated/chapters/ and listed in _toc.yml under the chapter's hand-written page.
+CHAPTERS: dict[str, tuple[str, ...]] = {
+    "das": ("das_counting", "das_mips"),
+    "pgtd": ("pgtd",),
+    "culture": ("culture_world", "culture_training", "culture_round", "culture_hooks", "culture_saes",
+                "culture_universality"),
+    "humn": ("humn_graph", "humn_cartpole", "humn_device"),
+}
+
+
+def check_chapters(chapters: Sequence[str]) -> list[str]:
+    """Validate chapter names and check that their notebooks exist."""
+    unknown = [c for c in chapters if c not in CHAPTERS]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters are {', '.join(CHAPTERS)}")
+    missing = [n for c in chapters for n in CHAPTERS[c] if not (notebooks_dir() / f"{n}.ipynb").exists()]
+    if missing:
+        raise ValueError(f"chapter notebook(s) not written yet: {', '.join(missing)}")
+    return list(chapters)
+
 
 def notebooks_dir() -> Path:
     """The stage notebooks: ``MIPS_NOTEBOOKS`` or ``<project>/notebooks``."""
@@ -113,11 +134,21 @@ def order_stages(stages: Sequence[str]) -> list[str]:
     return [s for s in STAGES if s in stages]
 
 
-def notebook_key(task: Task, stage: str, opts: RunOptions, before: Sequence[str]) -> str:
-    """What a notebook's output depends on: its source, its parameters, the task, and earlier stages."""
-    nb_hash = hashlib.sha256((notebooks_dir() / f"{stage}.ipynb").read_bytes()).hexdigest()[:16]
-    return stable_hash({"notebook": nb_hash, "params": parameters(task, opts), "task": task.source_hash,
-                        "before": list(before)})
+@dataclass
+class Job:
+    """One notebook to execute: which, with what parameters, into which folder of the book."""
+
+    unit: str            # a task id, or "chapters"
+    name: str            # the stage or chapter-notebook name; also the output file's stem
+    notebook: Path
+    params: dict
+    salt: str = ""       # anything else the output depends on (e.g. the task definition's hash)
+
+
+def job_key(job: Job, before: Sequence[str]) -> str:
+    """What a notebook's output depends on: its source, its parameters, the salt, and earlier notebooks."""
+    nb_hash = hashlib.sha256(job.notebook.read_bytes()).hexdigest()[:16]
+    return stable_hash({"notebook": nb_hash, "params": job.params, "salt": job.salt, "before": list(before)})
 
 
 def parameters(task: Task, opts: RunOptions) -> dict:
@@ -125,37 +156,47 @@ def parameters(task: Task, opts: RunOptions) -> dict:
     return {"task": task.name, "preset": opts.preset, "run_dir": opts.run_dir, "device": opts.device}
 
 
-def status_path(out: Path, task: Task, stage: str) -> Path:
-    return out / task.id / f"{stage}.status.json"
+def task_jobs(task: Task, stages: Sequence[str], opts: RunOptions) -> list[Job]:
+    return [Job(task.id, s, notebooks_dir() / f"{s}.ipynb", parameters(task, opts), task.source_hash)
+            for s in stages]
 
 
-def _write_status(out: Path, st: NotebookStatus, task: Task) -> NotebookStatus:
+def chapter_jobs(chapter: str, opts: RunOptions) -> list[Job]:
+    params = {"preset": opts.preset, "run_dir": opts.run_dir, "device": opts.device}
+    return [Job("chapters", n, notebooks_dir() / f"{n}.ipynb", params) for n in CHAPTERS[chapter]]
+
+
+def status_path(out: Path, unit: str, name: str) -> Path:
+    return out / unit / f"{name}.status.json"
+
+
+def _write_status(out: Path, st: NotebookStatus) -> NotebookStatus:
     st.finished = time.strftime("%Y-%m-%dT%H:%M:%S")
-    write_json(status_path(out, task, st.stage), asdict(st))
+    write_json(status_path(out, st.task, st.stage), asdict(st))
     return st
 
 
-def execute_notebook(task: Task, stage: str, opts: RunOptions, key: str) -> NotebookStatus:
-    """Execute one stage notebook into place; failures are recorded with the failed notebook kept."""
+def execute_job(job: Job, opts: RunOptions, key: str) -> NotebookStatus:
+    """Execute one notebook into place; a failure is recorded and the failed notebook kept."""
     import papermill as pm
 
-    out = opts.out() / task.id
+    out = opts.out() / job.unit
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{stage}.ipynb"
-    tmp = out / f".{stage}.{os.getpid()}.tmp.ipynb"
+    target = out / f"{job.name}.ipynb"
+    tmp = out / f".{job.name}.{os.getpid()}.tmp.ipynb"
     start = time.time()
     status, error = OK, ""
     try:
         pm.execute_notebook(
-            str(notebooks_dir() / f"{stage}.ipynb"), str(tmp), parameters=parameters(task, opts),
-            kernel_name=opts.kernel_name, progress_bar=False, cwd=str(notebooks_dir()),
-            execution_timeout=opts.timeout_seconds or None, log_output=False)
+            str(job.notebook), str(tmp), parameters=job.params, kernel_name=opts.kernel_name,
+            progress_bar=False, cwd=str(notebooks_dir()), execution_timeout=opts.timeout_seconds or None,
+            log_output=False)
     except Exception as exc:  # a notebook error is a result: recorded, and the batch goes on
         status, error = FAILED, _short_error(exc)
     if tmp.exists():
         os.replace(tmp, target)
-    return _write_status(opts.out(), NotebookStatus(task.id, stage, status, key, round(time.time() - start, 2),
-                                                    error, notebook=str(target)), task)
+    return _write_status(opts.out(), NotebookStatus(job.unit, job.name, status, key, round(time.time() - start, 2),
+                                                    error, notebook=str(target)))
 
 
 def _short_error(exc: BaseException) -> str:
@@ -164,40 +205,56 @@ def _short_error(exc: BaseException) -> str:
     return f"{name}: {value}".strip()[:2000]
 
 
-def run_task(task_name: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
-    """Run one task's stages in order (in a worker); reuse finished ones, skip after a failure."""
-    if opts.threads_per_worker:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ[var] = str(opts.threads_per_worker)
-    task = registry().get(task_name)
+def run_chain(jobs: Sequence[Job], opts: RunOptions) -> list[NotebookStatus]:
+    """Run notebooks in order; reuse finished ones, skip the rest after a failure."""
     out = opts.out()
-    for leftover in (out / task.id).glob(".*.tmp.ipynb"):
-        leftover.unlink(missing_ok=True)
-    clean_scratch(Path(opts.run_dir or _runs()) / task.id)
     statuses: list[NotebookStatus] = []
     keys: list[str] = []
     blocked = ""
-    for stage in stages:
-        key = notebook_key(task, stage, opts, keys)
+    for job in jobs:
+        for leftover in (out / job.unit).glob(f".{job.name}.*.tmp.ipynb"):
+            leftover.unlink(missing_ok=True)
+        key = job_key(job, keys)
         keys.append(key)
         if blocked:
-            statuses.append(_write_status(out, NotebookStatus(task.id, stage, SKIPPED, key,
-                                                              error=blocked), task))
+            statuses.append(_write_status(out, NotebookStatus(job.unit, job.name, SKIPPED, key, error=blocked)))
             continue
-        prev = NotebookStatus.load(status_path(out, task, stage))
+        prev = NotebookStatus.load(status_path(out, job.unit, job.name))
         if (not opts.force and prev is not None and prev.key == key and prev.status in (OK, CACHED)
-                and (out / task.id / f"{stage}.ipynb").exists()):
-            statuses.append(NotebookStatus(task.id, stage, CACHED, key, prev.seconds, notebook=prev.notebook))
+                and (out / job.unit / f"{job.name}.ipynb").exists()):
+            statuses.append(NotebookStatus(job.unit, job.name, CACHED, key, prev.seconds, notebook=prev.notebook))
             continue
-        st = execute_notebook(task, stage, opts, key)
+        st = execute_job(job, opts, key)
         statuses.append(st)
         if st.status == FAILED:
-            blocked = f"skipped because stage {stage!r} failed: {st.error.splitlines()[0] if st.error else ''}"
+            first = st.error.splitlines()[0] if st.error else ""
+            blocked = f"skipped because {job.name!r} failed: {first}"
+    return statuses
+
+
+def _limit_threads(opts: RunOptions) -> None:
+    if opts.threads_per_worker:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(opts.threads_per_worker)
+
+
+def run_task(task_name: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
+    """Run one task's stages in order (in a worker), then rebuild its book page."""
+    _limit_threads(opts)
+    task = registry().get(task_name)
+    clean_scratch(Path(opts.run_dir or _runs()) / task.id)
+    statuses = run_chain(task_jobs(task, stages, opts), opts)
     with contextlib.suppress(Exception):
         from mips.book import write_task_page
 
-        write_task_page(task, out)
+        write_task_page(task, opts.out())
     return statuses
+
+
+def run_chapter(chapter: str, opts: RunOptions) -> list[NotebookStatus]:
+    """Run one chapter's notebooks in order (in a worker)."""
+    _limit_threads(opts)
+    return run_chain(chapter_jobs(chapter, opts), opts)
 
 
 def _runs() -> Path:
@@ -206,26 +263,31 @@ def _runs() -> Path:
     return runs_dir()
 
 
-def _run_task_safe(task_name: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
-    """``run_task`` that turns an unexpected crash into failed statuses instead of losing the batch."""
+def _run_unit_safe(unit: str, stages: Sequence[str], opts: RunOptions) -> list[NotebookStatus]:
+    """Run a task (or ``chapter:<name>``) and turn an unexpected crash into failed statuses."""
     try:
-        return run_task(task_name, stages, opts)
+        if unit.startswith("chapter:"):
+            return run_chapter(unit.split(":", 1)[1], opts)
+        return run_task(unit, stages, opts)
     except Exception:
         err = traceback.format_exc(limit=3)
-        return [NotebookStatus(task_name, s, FAILED, error=err) for s in stages]
+        names = CHAPTERS.get(unit.split(":", 1)[-1], []) if unit.startswith("chapter:") else stages
+        return [NotebookStatus(unit, s, FAILED, error=err) for s in names]
 
 
 def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, workers: int = 0,
-              executor: str = "local", slurm_options: dict | None = None, quiet: bool = False) -> BatchResult:
-    """Run every (task, stage) notebook; one progress bar, one line per finished notebook."""
+              executor: str = "local", slurm_options: dict | None = None, quiet: bool = False,
+              chapters: Sequence[str] = ()) -> BatchResult:
+    """Run every (task, stage) notebook and every chapter notebook; one progress bar, a line per notebook."""
     from tqdm.auto import tqdm
 
-    stages = order_stages(stages)
+    stages = order_stages(stages) if stages else []
+    chapters = check_chapters(chapters)
     workers = workers or os.cpu_count() or 1
     if not opts.threads_per_worker:
         opts.threads_per_worker = max(1, (os.cpu_count() or 1) // min(workers, max(1, len(tasks))))
     start = time.time()
-    total = len(tasks) * len(stages)
+    total = len(tasks) * len(stages) + sum(len(CHAPTERS[c]) for c in chapters)
     reported: set[tuple[str, str]] = set()
     result = BatchResult()
     bar = tqdm(total=total, desc="notebooks", unit="nb", disable=quiet, file=sys.stderr)
@@ -239,17 +301,18 @@ def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, wo
         bar.write(f"{mark:>7}  {st.task}/{st.stage}  {st.seconds:.1f}s{extra}")
         bar.update(1)
 
-    def poll_disk() -> None:
-        for t in tasks:
-            for s in stages:
-                st = NotebookStatus.load(status_path(opts.out(), t, s))
-                if st is not None and st.finished and _ts(st.finished) >= start - 1:
-                    report(st)
+    watched = [(t.id, s) for t in tasks for s in stages] + [("chapters", n) for c in chapters for n in CHAPTERS[c]]
 
-    names = [t.name for t in tasks]
+    def poll_disk() -> None:
+        for unit, name in watched:
+            st = NotebookStatus.load(status_path(opts.out(), unit, name))
+            if st is not None and st.finished and _ts(st.finished) >= start - 1:
+                report(st)
+
+    names = ([t.name for t in tasks] if stages else []) + [f"chapter:{c}" for c in chapters]
     if executor == "local":
         with cf.ProcessPoolExecutor(max_workers=min(workers, max(1, len(names)))) as pool:
-            futures = {pool.submit(_run_task_safe, n, stages, opts): n for n in names}
+            futures = {pool.submit(_run_unit_safe, n, stages, opts): n for n in names}
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
@@ -269,7 +332,7 @@ def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, wo
                 try:
                     statuses = job.result()
                 except Exception as exc:
-                    statuses = [NotebookStatus(job.task_name, s, FAILED, error=_short_error(exc)) for s in stages]
+                    statuses = [NotebookStatus(job.task_name, "?", FAILED, error=_short_error(exc))]
                 for st in statuses:
                     report(st)
                     result.statuses.append(st)
@@ -306,9 +369,9 @@ def _submit(names: Sequence[str], stages: Sequence[str], opts: RunOptions, execu
     return jobs
 
 
-def _run_task_with_env(task_name: str, stages: list[str], opts: RunOptions, env: dict) -> list[NotebookStatus]:
+def _run_task_with_env(unit: str, stages: list[str], opts: RunOptions, env: dict) -> list[NotebookStatus]:
     os.environ.update(env)
-    return _run_task_safe(task_name, stages, opts)
+    return _run_unit_safe(unit, stages, opts)
 
 
 def execute_results(opts: RunOptions, tasks: Sequence[Task]) -> NotebookStatus:
