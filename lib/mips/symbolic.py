@@ -184,6 +184,7 @@ class SearchResult:
     rounds: int
     sample_rows: int
     stopped: str = ""               # why the search ended without an answer ("" when it found one)
+    rejected: int = 0               # candidates exact on the sample but not on the table
     bank_sizes: list[int] = field(default_factory=list)
 
 
@@ -458,7 +459,7 @@ def search(X: np.ndarray, target: np.ndarray, names: Sequence[str],
     Xd, td = _distinct(X, target)
     rng = np.random.default_rng(cfg.seed)
     sample = _initial_sample(Xd, min(cfg.sample_rows, len(Xd)), rng)
-    total, stopped, banks = 0, "", []
+    total, stopped, banks, rejected = 0, "", [], 0
 
     def check(node: Node) -> np.ndarray | None:
         """None if node is exact on every distinct row, else the indices of (a few) rows where it is not."""
@@ -478,20 +479,22 @@ def search(X: np.ndarray, target: np.ndarray, names: Sequence[str],
         except _Found as hit:
             total += en.candidates
             res = SearchResult(hit.node.to_python(names), hit.node, hit.node.length, time.time() - start,
-                               total, round_, len(sample), bank_sizes=[len(v) for v in en.vals.values()])
+                               total, round_, len(sample), bank_sizes=[len(v) for v in en.vals.values()],
+                               rejected=rejected + len(en.false_positives))
             log.debug("symbolic: %s (length %d, %d candidates, %d rounds)", res.expression, res.length,
                       total, round_)
             return res
         except _Budget as exc:
             stopped = str(exc)
         total += en.candidates
+        rejected += len(en.false_positives)
         banks = [len(v) for v in en.vals.values()]
         if not en.false_positives or time.time() > start + cfg.max_seconds:
             break
         extra = np.concatenate(en.false_positives)
         sample = np.array(list(dict.fromkeys(sample.tolist() + extra.tolist())))[:cfg.max_sample_rows]
         stopped = f"sample-only fits after {round_} rounds"
-    return SearchResult(None, None, 0, time.time() - start, total, round_, len(sample), stopped, banks)
+    return SearchResult(None, None, 0, time.time() - start, total, round_, len(sample), stopped, banks, rejected)
 
 
 def _zero_divisor_rows(node: Node, X: np.ndarray) -> np.ndarray:
