@@ -494,7 +494,8 @@ def search(X: np.ndarray, target: np.ndarray, names: Sequence[str],
         extra = np.concatenate(en.false_positives)
         sample = np.array(list(dict.fromkeys(sample.tolist() + extra.tolist())))[:cfg.max_sample_rows]
         stopped = f"sample-only fits after {round_} rounds"
-    return SearchResult(None, None, 0, time.time() - start, total, round_, len(sample), stopped, banks, rejected)
+    return SearchResult(None, None, 0, time.time() - start, total, round_, len(sample), stopped=stopped,
+                        rejected=rejected, bank_sizes=banks)
 
 
 def _zero_divisor_rows(node: Node, X: np.ndarray) -> np.ndarray:
