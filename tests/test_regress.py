@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from mips import artifacts, data, program, regress
+from mips import artifacts, codegen, data, program, regress
 from mips.tasks import get_task, to_sequence
 
 
@@ -36,8 +36,6 @@ def _adder_states(x: np.ndarray) -> np.ndarray:
 
 
 def _runs_like_reference(machine: regress.Machine, task, x: np.ndarray) -> bool:
-    from mips import codegen
-
     namespace: dict = {}
     exec(codegen.emit(machine.to_dict()), namespace)
     return all(namespace["f"](to_sequence(r)) == task.reference(to_sequence(r)) for r in x[:300])
@@ -121,6 +119,11 @@ def test_fsm_bit_encoding_search_finds_an_all_boolean_machine():
     m = regress.fit_machine(x, y, z, "fsm", cfg, task.name)
     assert m.encoding["type"] == "fsm_bits" and m.method == "boolean"
     assert len(m.state_names) == 2 and _runs_like_reference(m, task, x)
+    # the extracted codes, re-encoded in the machine's bits, are the tables every formula is exact on
+    tables = regress.machine_tables({"x": x, "y": y, "z": z}, m.to_dict())
+    for f in m.formulas:
+        X, t = tables[f.name]
+        assert codegen.is_exact(f.expression, f.variables, X, t), f.name
 
 
 def test_table_fallback_is_exact_and_reported_apart():

@@ -33,6 +33,16 @@ def test_a_right_program_passes_all_three_checks(sum_all):
     assert v.exhaustive_length == 2 and v.exhaustive_count == 10_100
     assert v.network_agreement == 1.0 and v.counterexample is None
     assert v.to_dict()["solved"] is True
+    table = verify.verdict_table(v.to_dict())
+    assert table.count("| pass |") == 2 and "100.000%" in table
+
+
+def test_program_outputs_come_back_as_arrays(sum_all):
+    task, ds = sum_all
+    out = verify.program_outputs(RUNNING_SUM, task, ds.x_test[:50], limits=QUICK)
+    assert out.shape == ds.y_test[:50].shape and np.array_equal(out, ds.y_test[:50])
+    with pytest.raises(RuntimeError, match="runtime_error"):
+        verify.program_outputs("def f(xs):\n    return 1 // 0\n", task, ds.x_test[:5], limits=QUICK)
 
 
 def test_network_agreement_counts_positions(sum_all):

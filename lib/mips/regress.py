@@ -549,6 +549,39 @@ def fit_machine(x: np.ndarray, y: np.ndarray, z: np.ndarray, kind: str = "lattic
     return machine
 
 
+def encode_states(z: np.ndarray, encoding: dict) -> np.ndarray:
+    """Extracted codes z (n, T+1, k) in the fitted machine's coordinates (renumbered or bit-encoded)."""
+    if encoding.get("type") not in ("fsm", "fsm_bits"):
+        return z
+    labels = {int(k): int(v) for k, v in encoding["labels"].items()}
+    states = np.array(sorted(labels))
+    z = np.array([labels[s] for s in states.tolist()])[np.searchsorted(states, z[..., 0])]
+    if encoding["type"] == "fsm":
+        return z[..., None]
+    codes = {int(k): int(v) for k, v in encoding["codes"].items()}
+    code = np.array([codes[s] for s in range(len(codes))])[z]
+    m = max(1, math.ceil(math.log2(len(codes))))        # as in fit_fsm_bits
+    return (code[..., None] >> np.arange(m)) & 1
+
+
+def machine_tables(states: dict, machine: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The distinct rows each formula was fitted on, in the machine's own variables: name -> (X, target)."""
+    z = encode_states(np.asarray(states["z"], dtype=np.int64), machine["encoding"])
+    X_up, Z_next = update_table(np.asarray(states["x"], dtype=np.int64), z)
+    Z_out, Y = output_table(z, np.asarray(states["y"], dtype=np.int64))
+    columns = machine["state_names"] + machine["input_names"]
+    out = {}
+    for c, f in enumerate(machine["updates"]):
+        idx = [columns.index(v) for v in f["variables"]]
+        U = unique_rows(np.column_stack([X_up[:, idx], Z_next[:, c]]))
+        out[f["name"]] = (U[:, :-1], U[:, -1])
+    for o, f in enumerate(machine["outputs"]):
+        idx = [machine["state_names"].index(v) for v in f["variables"]]
+        U = unique_rows(np.column_stack([Z_out[:, idx], Y[:, o]]))
+        out[f["name"]] = (U[:, :-1], U[:, -1])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stage
 

@@ -213,6 +213,36 @@ def _crash_example(res: sandbox.SandboxResult, batch: list | None, task: Task, s
             "length": len(seq), "first_wrong_step": None, "error": res.error}
 
 
+def program_outputs(source: str, task: Task, x: np.ndarray, entry: str = "f",
+                    limits: sandbox.Limits | None = None) -> np.ndarray:
+    """A program's outputs on rows of x (n, T, I), run in the sandbox: (n, T, O) floats, NaN where malformed.
+
+    Raises RuntimeError with the sandbox's message if the program does not run.
+    """
+    res = sandbox.run_program(source, [to_sequence(r) for r in x], entry=entry, limits=limits or sandbox.Limits())
+    if res.outcome != sandbox.OK:
+        raise RuntimeError(f"the program did not run ({res.outcome}): {res.error}")
+    return _compare(res.outputs, np.zeros((len(x), x.shape[1], task.output_dim)))[1]
+
+
+def verdict_table(verdict: dict) -> str:
+    """The three checks as a Markdown table (check, what was checked, result) for the book."""
+    def mark(ok: bool | None) -> str:
+        return "—" if ok is None else ("pass" if ok else "**fail**")
+
+    agreement = verdict.get("network_agreement")
+    rows = [
+        ("(a) test split", f"{verdict.get('test_rows', 0):,} hidden test sequences against the targets; "
+                           f"{verdict.get('test_rows_correct', 0):,} right", mark(verdict.get("test_ok"))),
+        ("(b) exhaustive", f"all {verdict.get('exhaustive_count', 0):,} input sequences of length "
+                           f"1..{verdict.get('exhaustive_length', 0)} against the task's reference",
+         mark(verdict.get("exhaustive_ok"))),
+        ("(c) network", "test positions where program and network agree" if agreement is not None
+         else "no network outputs given", "—" if agreement is None else f"{100 * agreement:.3f}%"),
+    ]
+    return "| check | what | result |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+
+
 def verify_function(fn, task: Task, x: np.ndarray) -> np.ndarray:
     """Run a trusted in-process ``fn`` on rows of x (n, T, I) and return its outputs (n, T, O).
 
