@@ -231,6 +231,17 @@ def to_latex(expr: str, names: Sequence[str]) -> str:
         return r"\texttt{" + expr.replace("_", r"\_").replace("%", r"\%") + "}"
 
 
+def machine_latex(machine: dict) -> str:
+    """All formulas of a machine as one aligned LaTeX block: updates with an arrow, outputs with =."""
+    lines = []
+    for f in machine["updates"] + machine["outputs"]:
+        arrow = r"\leftarrow" if f in machine["updates"] else "="
+        lhs = sympy.latex(sympy.Symbol(f["name"]))
+        rhs = f["latex"] if f["exact"] else r"\text{no exact fit}"
+        lines.append(f"{lhs} &{arrow} {rhs}")
+    return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+
 def sympy_to_python(e: sympy.Basic) -> str:
     """Print an integer-valued sympy expression as Python with // and %; raises ValueError if it cannot."""
     return _py(e)[0]

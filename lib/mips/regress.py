@@ -582,6 +582,27 @@ def machine_tables(states: dict, machine: dict) -> dict[str, tuple[np.ndarray, n
     return out
 
 
+def recheck(states: dict, machine: dict) -> dict[str, bool]:
+    """Each saved formula re-evaluated on its table from the extracted states: name -> exact."""
+    tables = machine_tables(states, machine)
+    out = {}
+    for f in machine["updates"] + machine["outputs"]:
+        X, t = tables[f["name"]]
+        lookup = None
+        if f["method"] == "table":
+            lookup = {f["table_name"]: _table_dict(np.asarray(f["table"])[:, :-1], np.asarray(f["table"])[:, -1])}
+        out[f["name"]] = bool(f["exact"]) and codegen.is_exact(f["expression"], f["variables"], X, t, lookup)
+    return out
+
+
+def summary(machine: dict) -> list[dict]:
+    """One row per target: the winning method, formula size, table rows, seconds and what was tried."""
+    return [{"target": f["name"], "map": "update" if f in machine["updates"] else "output",
+             "method": f["method"], "size": f["length"], "rows": f["rows"], "seconds": f["seconds"],
+             "tried": ", ".join(f"{a['method']} ({a['result']})" for a in f["attempts"])}
+            for f in machine["updates"] + machine["outputs"]]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stage
 
