@@ -69,11 +69,16 @@ def correct(y_pred: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Member:
-    """One network to train: its architecture, its init seed, and a label the caller uses (e.g. a config id)."""
+    """One network to train: its architecture, its init seed, and a label the caller uses (e.g. a config id).
+
+    ``init`` starts from a given network instead of the seed's random init (a warm start, or a test's
+    hand-built network).
+    """
 
     config: RNNConfig
     seed: int
     tag: int = 0
+    init: RNN | None = field(default=None, compare=False, repr=False)
 
 
 def _padded(configs: Sequence[RNNConfig]) -> RNNConfig:
@@ -125,8 +130,9 @@ class RNNStack:
         shapes += [sh for a, b in zip(g_shape[:-1], g_shape[1:], strict=True) for sh in ((a, b), (1, b))]
         params = [torch.zeros(M, *sh) for sh in shapes]
         for m, member in enumerate(self.members):
-            for p, block in zip(params, self._blocks(init_network(member.config, member.seed)), strict=True):
-                p[m, : block.shape[0], : block.shape[1]] = block
+            net = member.init if member.init is not None else init_network(member.config, member.seed)
+            for p, block in zip(params, self._blocks(net), strict=True):
+                p[m, : block.shape[0], : block.shape[1]] = block.cpu()
         return [p.to(self.device).requires_grad_() for p in params]
 
     @staticmethod
@@ -328,6 +334,12 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def evaluation_rows(n_test: int, config: TrainConfig) -> torch.Tensor:
+    """The test rows of the fixed evaluation batch: ``eval_rows`` of them drawn by ``data_seed``."""
+    rows = torch.randperm(n_test, generator=torch.Generator().manual_seed(config.data_seed + 1))
+    return rows[: min(config.eval_rows, n_test)].sort().values
+
+
 @torch.no_grad()
 def test_split_accuracy(stack: RNNStack, params: Sequence[torch.Tensor], data: TrainData, loss: str,
                         chunk: int = 65_536) -> float:
@@ -361,8 +373,7 @@ class _StackRun:
         self.best: dict[int, list[torch.Tensor]] = {}           # member -> parameters at its best evaluation
         self.last_gain = [0] * len(members)
         self.batches = torch.Generator().manual_seed(config.data_seed)
-        rows = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(config.data_seed + 1))
-        rows = rows[:min(config.eval_rows, len(data.x_test))].sort().values.to(device)
+        rows = evaluation_rows(len(data.x_test), config).to(device)
         self.x_eval, self.y_eval = data.x_test[rows], data.y_test[rows].transpose(0, 1)
 
     def train_step(self, step: int) -> None:

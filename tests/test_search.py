@@ -1,0 +1,179 @@
+"""The search stage: the paper's order, no monotonicity assumption, resume, and a real smoke search."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mips import pipeline
+from mips.artifacts import load_record, stage_dir
+from mips.data import load_dataset
+from mips.models import RNNConfig, accuracy, load_model, predict
+from mips.search import (
+    Progress,
+    SearchConfig,
+    candidates,
+    progress_folder,
+    search,
+    search_config,
+)
+from mips.tasks import get_task
+from mips.train import TrainData, TrainResult, init_network
+
+LINEAR_ONLY = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100)
+
+
+@pytest.fixture(scope="module")
+def sum_all():
+    task = get_task("Sum_All")
+    ds = load_dataset(task, size=1000, seed=3, cache=False)
+    return task, TrainData.from_dataset(ds)
+
+
+class FakeTrainer:
+    """Stands in for ``train_stack``: a member succeeds iff its architecture is in ``solves``.
+
+    Successes come at step 10 and failures at the end of the budget, in that order, and the search's
+    stop rule is honoured, as in the real trainer. ``crash_after`` raises after that many finished
+    candidates' members, like a killed process.
+    """
+
+    def __init__(self, solves, crash_after=None):
+        self.solves = set(solves)
+        self.trained: list[RNNConfig] = []
+        self.crash_after = crash_after
+        self.n_finished = 0
+
+    def __call__(self, members, data, config, device="cpu", stop_rule=None, on_finish=None):
+        self.trained += [m.config for m in members]
+        results = [TrainResult(m) for m in members]
+        active = list(range(len(members)))
+        for step, wins in ((10, True), (config.steps, False)):
+            done = [i for i in active if (results[i].member.config in self.solves) == wins]
+            for i in done:
+                r = results[i]
+                r.steps_run, r.stop, r.success = step, "success" if wins else "budget", wins
+                r.success_step = step if wins else None
+                r.best_eval_accuracy = r.test_accuracy = 1.0 if wins else 0.5 + 0.01 * r.member.config.hidden_dim
+                r.network = init_network(r.member.config, r.member.seed)
+            active = [i for i in active if i not in done]
+            self._finish([results[i] for i in done], on_finish)
+            if stop_rule and active:
+                stop = stop_rule(results, active)
+                for i in stop:
+                    results[i].stop, results[i].steps_run = "stopped", step
+                    results[i].network = init_network(results[i].member.config, results[i].member.seed)
+                active = [i for i in active if i not in stop]
+                self._finish([results[i] for i in stop], on_finish)
+        return results
+
+    def _finish(self, finished, on_finish):
+        for r in finished:
+            if self.crash_after is not None and self.n_finished >= self.crash_after:
+                raise KeyboardInterrupt("simulated kill")
+            self.n_finished += 1
+            on_finish([r])
+
+
+def linear(h):
+    return RNNConfig(1, 1, h)
+
+
+def test_candidates_follow_the_papers_order():
+    config = SearchConfig(depths=((2, 1), (1, 2), (1, 1)), hidden_dims=(2, 1), widths=(8, 4))
+    space = candidates(config, 1, 1)
+    keys = [(c.output_depth, c.hidden_depth, c.hidden_dim, c.output_width, c.hidden_width) for c in space]
+    assert keys == sorted(keys)                                   # od, then hd, then H, then ow, then hw
+    assert [c.label() for c in space[:4]] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
+    assert len(space) == 2 + 2 * 2 + 2 * 2
+    assert all(c.is_linear for c in space[:2]) and not any(c.is_linear for c in space[2:])
+
+
+def test_first_success_in_order_without_monotonicity(sum_all):
+    """H=2 succeeds, H=3 fails, H=4 succeeds: a bisection from 4 would stop at 4; the answer is 2."""
+    task, data = sum_all
+    trainer = FakeTrainer(solves={linear(2), linear(4)})
+    result = search(task, data, LINEAR_ONLY, trainer=trainer)
+    assert result.success and result.network.config == linear(2)
+    status = {o.label: o.status for o in result.trace}
+    assert status["H=1 f1 g1"] == "failed" and status["H=2 f1 g1"] == "succeeded"
+    assert linear(5) not in trainer.trained                       # nothing past the winner's window
+
+
+def test_later_window_and_later_depth(sum_all):
+    """Only a ReLU network solves it: every linear candidate is tried and failed first."""
+    task, data = sum_all
+    config = SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4, 8), seeds=1, window=2,
+                          steps=100)
+    target = RNNConfig(1, 1, 2, 2, 4)
+    result = search(task, data, config, trainer=FakeTrainer(solves={target, RNNConfig(1, 1, 3, 2, 8)}))
+    assert result.network.config == target
+    failed = [o.label for o in result.trace if o.status == "failed"]
+    assert failed == ["H=1 f1 g1", "H=2 f1 g1", "H=3 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
+
+
+def test_the_winners_later_window_mates_are_stopped(sum_all):
+    task, data = sum_all
+    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3), seeds=2, window=3, steps=100)
+    result = search(task, data, config, trainer=FakeTrainer(solves={linear(1)}))
+    assert result.network.config == linear(1)
+    assert [o.status for o in result.trace] == ["succeeded", "stopped", "stopped"]
+
+
+def test_nothing_succeeds_keeps_the_most_accurate(sum_all):
+    task, data = sum_all
+    result = search(task, data, LINEAR_ONLY, trainer=FakeTrainer(solves=set()))
+    assert not result.success and result.network.config == linear(5)   # the fake's best accuracy
+    assert len(result.trace) == 5 and all(o.status == "failed" for o in result.trace)
+    assert "no architecture" in result.message and "5 candidates" in result.message
+
+
+def test_resume_does_not_retrain_finished_candidates(sum_all, tmp_path):
+    task, data = sum_all
+    solves = {linear(4)}
+    with pytest.raises(KeyboardInterrupt):                        # killed after 5 of 8 networks finished
+        search(task, data, LINEAR_ONLY, progress=Progress(tmp_path), trainer=FakeTrainer(solves, 5))
+    saved = json.loads((tmp_path / "progress.json").read_text())
+    assert [row["label"] for row in saved] == ["H=1 f1 g1", "H=2 f1 g1"]
+
+    resumed = FakeTrainer(solves)
+    result = search(task, data, LINEAR_ONLY, progress=Progress(tmp_path), trainer=resumed)
+    assert linear(1) not in resumed.trained and linear(2) not in resumed.trained
+    assert result.network.config == linear(4)
+    fresh = search(task, data, LINEAR_ONLY, trainer=FakeTrainer(solves))
+    assert [(o.label, o.status) for o in result.trace] == [(o.label, o.status) for o in fresh.trace]
+
+
+def test_presets():
+    task = get_task("Parity_All")
+    assert search_config("full").train_config(task).steps == task.steps      # the paper's step count
+    assert search_config("smoke").train_config(task).steps < task.steps
+    with pytest.raises(ValueError, match="unknown preset"):
+        search_config("huge")
+
+
+def test_smoke_search_finds_a_perfect_linear_network_for_sum_all(isolated):
+    record = pipeline.ensure("Sum_All", "search", "smoke")
+    assert record.success, record.message
+    m = record.metrics
+    assert m["hidden_depth"] == 1 and m["output_depth"] == 1 and m["test_accuracy"] == 1.0
+    assert m["n_configs_tried"] >= 1 and m["n_params"] == RNNConfig(1, 1, m["hidden_dim"]).n_params()
+
+    folder = stage_dir("sum_all", "search")
+    model = load_model(folder / "model.pt")
+    ds = load_dataset(get_task("Sum_All"), size=20_000)
+    assert model.config.is_linear
+    assert accuracy(predict(model, ds.x_test), ds.y_test) == 1.0    # the whole test split, independently
+
+    trace = json.loads((folder / "trace.json").read_text())
+    assert trace[0]["label"] == "H=1 f1 g1" and any(row["status"] == "succeeded" for row in trace)
+    with np.load(folder / "curves.npz") as curves:
+        assert curves["eval_accuracy"][-1] == 1.0 and len(curves["train_loss"]) == m["steps"]
+    assert not progress_folder(get_task("Sum_All"), record.key, None).exists()
+
+    again = pipeline.ensure("Sum_All", "search", "smoke")               # cached: same record, no work
+    assert again.key == record.key and again.created == record.created
+    assert load_record("sum_all", "search").success
+    torch.testing.assert_close(load_model(folder / "model.pt").hidden_mlp.layers[0].weight,
+                               model.hidden_mlp.layers[0].weight)
