@@ -141,3 +141,16 @@ def accuracy(y_pred: torch.Tensor, y: torch.Tensor, loss: str = "log") -> float:
     if loss == "cross_entropy":
         return (y_pred.argmax(-1) == y.squeeze(-1)).float().mean().item()
     return (torch.round(y_pred) == y.to(y_pred.dtype)).float().mean().item()
+
+
+def weight_blocks(model: RNN) -> list[tuple[str, torch.Tensor]]:
+    """Every weight matrix (rows = inputs, columns = outputs) and bias, named; f's first layer is split
+    into its recurrent part (from h_{t-1}) and its input part (from x_t). For plots and reports."""
+    H = model.config.hidden_dim
+    f, g = list(model.hidden_mlp.layers), list(model.output_mlp.layers)
+    w0 = f[0].weight.detach().T
+    blocks = [("f1 from h", w0[:H]), ("f1 from x", w0[H:]), ("f1 bias", f[0].bias.detach()[None])]
+    for name, layers, start in (("f", f[1:], 2), ("g", g, 1)):
+        for i, layer in enumerate(layers, start=start):
+            blocks += [(f"{name}{i}", layer.weight.detach().T), (f"{name}{i} bias", layer.bias.detach()[None])]
+    return [(name, b.cpu()) for name, b in blocks]

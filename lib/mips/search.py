@@ -356,3 +356,23 @@ def search_metrics(result: SearchResult) -> dict:
         "n_candidates": result.n_candidates, "network_steps": sum(o.network_steps for o in result.trace),
         "wall_seconds": round(result.seconds, 3),
     }
+
+
+@dataclass
+class SearchArtifacts:
+    """What the search stage wrote for a task, loaded back: its record, trace, winner and curves."""
+
+    record: Record
+    trace: list[Outcome]
+    network: RNN
+    curves: dict[str, np.ndarray]
+
+
+def load_artifacts(task: Task, run_dir: Path | None = None, device: str = "cpu") -> SearchArtifacts:
+    """Read ``runs/<task>/search/`` (the stage must have run)."""
+    record = require_record(task.id, "search", run_dir)
+    folder = stage_dir(task.id, "search", run_dir)
+    trace = [Outcome(**row) for row in json.loads((folder / "trace.json").read_text())]
+    with np.load(folder / "curves.npz") as f:
+        curves = {k: f[k] for k in f.files}
+    return SearchArtifacts(record, trace, load_model(folder / "model.pt", device), curves)
