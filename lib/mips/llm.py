@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips import sandbox
 from mips.artifacts import Record, StageRun, require_record, stage_dir, write_json
@@ -445,3 +445,66 @@ def load_transcripts(task: Task, run_dir: Path | None = None) -> list[dict]:
         t["program_source"] = prog.read_text() if prog.exists() else None
         out.append(t)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading a run (for the notebook and the book)
+
+
+def judges_table(metrics: dict) -> list[dict]:
+    """One row per conversation: the lenient verdict beside the strict one."""
+    rows = []
+    for c in metrics.get("conversations", []):
+        test = (f"{c['test_rows_correct']}/{c['test_rows']}" if c.get("test_rows") else "")
+        rows.append({"conversation": c["conversation"], "program": "yes" if c["has_code"] else "no",
+                     "lenient": "pass" if c["lenient_passed"] else c["lenient"],
+                     "also printed 'failure'": "yes" if c["printed_failure"] else "",
+                     "strict": "pass" if c["strict_solved"] else c["strict"],
+                     "function": c.get("entry") or "", "chosen because": c.get("entry_how") or "",
+                     "hidden test rows right": test,
+                     "all short sequences": {True: "yes", False: "no", None: ""}[c.get("exhaustive_ok")],
+                     "tokens (turn 1, 2)": ", ".join(str(t) for t in c["completion_tokens"])})
+    return rows
+
+
+def judges_sentence(metrics: dict) -> str:
+    """How the two judges differ on this task, in one or two sentences."""
+    conv = metrics.get("conversations", [])
+    if not conv:
+        return "The baseline was not run, so there is nothing to judge."
+    n = len(conv)
+    lenient, strict = metrics["lenient_passes"], metrics["strict_passes"]
+    no_code = sum(not c["has_code"] for c in conv)
+    text = (f"The paper's lenient judge passes {lenient} of {n} conversation{'s' * (n != 1)}, "
+            f"the strict judge {strict}")
+    only_lenient = [c["conversation"] for c in conv if c["lenient_passed"] and not c["strict_solved"]]
+    if only_lenient:
+        text += (f"; conversation{'s' * (len(only_lenient) != 1)} {', '.join(map(str, only_lenient))} "
+                 "printed 'success' from a check the model wrote itself, but the function fails the hidden "
+                 "test split or a short sequence")
+    elif lenient == strict:
+        text += "; here the two agree"
+    text += "."
+    if no_code:
+        text += f" {no_code} of {n} second replies contained no ```python block, so neither judge had a program."
+    task_l, task_s = metrics["lenient_solved"], metrics["strict_solved"]
+    text += (f" The task counts as solved by the lenient judge: {'yes' if task_l else 'no'}; "
+             f"by the strict judge: {'yes' if task_s else 'no'}.")
+    return text
+
+
+def transcripts_html(transcripts: list[dict]) -> str:
+    """Every conversation as a collapsed ``<details>`` block (the book shows them folded)."""
+    import html
+
+    parts = []
+    for t in transcripts:
+        turns = t.get("turns", [])
+        stats = "; ".join(f"turn {i + 1}: {s.get('completion_tokens')} tokens, {s.get('finish_reason')}"
+                          for i, s in enumerate(turns))
+        body = "".join(
+            f"<p><b>{html.escape(m['role'])}</b></p><pre style='white-space: pre-wrap'>"
+            f"{html.escape(m['content'])}</pre>" for m in t["messages"])
+        parts.append(f"<details><summary>Conversation {t['conversation']} (seed {t['seed']}; {stats})"
+                     f"</summary>{body}</details>")
+    return "\n".join(parts)
