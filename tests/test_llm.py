@@ -100,6 +100,13 @@ def test_memorized_rows_pass_the_lenient_judge_only(sum_all):
     assert lenient["passed"]
     assert strict["entry"] == "compute_y" and not strict["solved"]
     assert strict["outcome"] == "wrong_output" and strict["test_rows_correct"] < len(ds.x_test)
+    result = {"conversation": 0, "seed": 0, "has_code": True, "lenient": lenient, "strict": strict,
+              "completion_tokens": [10, 20], "finish_reasons": ["stop", "stop"], "seconds": 1.0}
+    metrics = llm.summarize([result], llm.LLMConfig.for_preset(SMOKE))
+    assert metrics["lenient_solved"] and not metrics["strict_solved"]
+    assert "conversation 0 printed 'success'" in llm.judges_sentence(metrics)
+    (row,) = llm.judges_table(metrics)
+    assert (row["lenient"], row["strict"]) == ("pass", "wrong_output")
 
 
 def test_mixed_success_and_failure_prints_count_for_the_lenient_judge():
