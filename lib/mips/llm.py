@@ -102,9 +102,20 @@ class LLMConfig:
     def recorded(self) -> dict:
         """The config as recorded (and hashed): a local model's port is not part of it."""
         out = asdict(self)
-        out["base_url"] = "local" if self.is_local else (self.base_url or "https://api.openai.com/v1")
+        out["base_url"] = "local" if self.is_local else _public_url(self.base_url or "https://api.openai.com/v1")
         out["max_tokens"] = self.effective_max_tokens
         return out
+
+
+def _public_url(url: str) -> str:
+    """A server URL without any user:password part, fit to be recorded."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
 
 
 # ---------------------------------------------------------------------------------------------------------
