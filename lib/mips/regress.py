@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import sympy
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips import artifacts, codegen, symbolic
 from mips.tasks import Task
