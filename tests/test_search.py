@@ -34,9 +34,9 @@ def sum_all():
 class FakeTrainer:
     """Stands in for ``train_stack``: a member succeeds iff its architecture is in ``solves``.
 
-    Successes come at step 10 and failures at the end of the budget, in that order, and the search's
-    stop rule is honoured, as in the real trainer. ``crash_after`` raises after that many finished
-    candidates' members, like a killed process.
+    It "evaluates" every 10 steps: solvers succeed at step 10, the others fail when the steps run out,
+    and the search's stop rule is consulted after every evaluation, as in the real trainer. ``crash_after``
+    raises after that many members finished, like a killed process.
     """
 
     def __init__(self, solves, crash_after=None):
@@ -49,31 +49,29 @@ class FakeTrainer:
         self.trained += [m.config for m in members]
         results = [TrainResult(m) for m in members]
         active = list(range(len(members)))
-        for step, wins in ((10, True), (config.steps, False)):
-            done = [i for i in active if (results[i].member.config in self.solves) == wins]
-            for i in done:
-                r = results[i]
-                r.steps_run, r.stop, r.success = step, "success" if wins else "budget", wins
-                r.success_step = step if wins else None
-                r.best_eval_accuracy = r.test_accuracy = 1.0 if wins else 0.5 + 0.01 * r.member.config.hidden_dim
-                r.network = init_network(r.member.config, r.member.seed)
-            active = [i for i in active if i not in done]
-            self._finish([results[i] for i in done], on_finish)
+        for step in range(0, config.steps + 1, 10):
+            solved = {i for i in active if results[i].member.config in self.solves and step >= 10}
+            reasons = {i: "success" if i in solved else "budget" for i in active
+                       if i in solved or step == config.steps}
+            active = self._retire(results, active, reasons, step, on_finish)
             if stop_rule and active:
-                stop = stop_rule(results, active)
-                for i in stop:
-                    results[i].stop, results[i].steps_run = "stopped", step
-                    results[i].network = init_network(results[i].member.config, results[i].member.seed)
-                active = [i for i in active if i not in stop]
-                self._finish([results[i] for i in stop], on_finish)
+                active = self._retire(results, active, stop_rule(results, active, step), step, on_finish)
+            if not active:
+                break
         return results
 
-    def _finish(self, finished, on_finish):
-        for r in finished:
+    def _retire(self, results, active, reasons, step, on_finish):
+        for i, why in reasons.items():
             if self.crash_after is not None and self.n_finished >= self.crash_after:
                 raise KeyboardInterrupt("simulated kill")
+            r = results[i]
+            r.steps_run, r.stop, r.success = step, why, why == "success"
+            r.success_step = step if r.success else None
+            r.best_eval_accuracy = r.test_accuracy = 1.0 if r.success else 0.5 + 0.01 * r.member.config.hidden_dim
+            r.network = init_network(r.member.config, r.member.seed)
             self.n_finished += 1
             on_finish([r])
+        return [i for i in active if i not in reasons]
 
 
 def linear(h):
@@ -127,6 +125,17 @@ def test_nothing_succeeds_keeps_the_most_accurate(sum_all):
     assert not result.success and result.network.config == linear(5)   # the fake's best accuracy
     assert len(result.trace) == 5 and all(o.status == "failed" for o in result.trace)
     assert "no architecture" in result.message and "5 candidates" in result.message
+
+
+def test_budget_cap_ends_the_search(sum_all):
+    """Past ``max_network_steps`` the running candidates are capped and the search ends unsolved."""
+    task, data = sum_all
+    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100,
+                          max_network_steps=500)
+    result = search(task, data, config, trainer=FakeTrainer(solves={linear(5)}))
+    assert not result.success and "budget of 500 network-steps ran out" in result.message
+    assert [o.status for o in result.trace] == ["failed", "failed", "capped", "capped"]
+    assert sum(o.network_steps for o in result.trace) <= 500 + 2 * 2 * 10     # one evaluation's overshoot
 
 
 def test_resume_does_not_retrain_finished_candidates(sum_all, tmp_path):

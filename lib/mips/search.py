@@ -43,7 +43,8 @@ class SearchConfig:
     ``depths`` lists (output_depth, hidden_depth) pairs; ``hidden_dims`` and ``widths`` are tried for
     every depth pair (widths only where a depth is > 1). ``steps`` = 0 means the task's own step count.
     ``window`` candidates (times ``seeds`` networks) train together; ``patience`` stops a network that has
-    not improved for that many steps; ``max_candidates`` caps the space (0 = no cap).
+    not improved for that many steps; ``max_candidates`` caps the space and ``max_network_steps`` the
+    search's total work, summed over every network trained (0 = no cap).
     """
 
     depths: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (2, 2))
@@ -58,6 +59,7 @@ class SearchConfig:
     patience: int = 2000
     window: int = 4
     max_candidates: int = 0
+    max_network_steps: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -124,7 +126,8 @@ class Outcome:
     """One candidate architecture after training all its seeds (a row of ``trace.json``).
 
     ``status`` is ``succeeded`` (a seed reached 100% on the whole test split), ``failed`` (every seed ran
-    out of steps, stalled or diverged) or ``stopped`` (an earlier candidate of its window succeeded first).
+    out of steps, stalled or diverged), ``stopped`` (an earlier candidate of its window succeeded first) or
+    ``capped`` (the search's ``max_network_steps`` ran out while it trained).
     """
 
     index: int
@@ -151,8 +154,9 @@ class Outcome:
 def outcome(index: int, results: Sequence[TrainResult], window: int, seconds: float) -> Outcome:
     """Summarise the seeds of one candidate; its best seed is a success, else the most accurate."""
     best = max(results, key=lambda r: (r.success, r.test_accuracy or 0.0, r.best_eval_accuracy))
-    status = ("succeeded" if any(r.success for r in results)
-              else "stopped" if any(r.stop == "stopped" for r in results) else "failed")
+    stops = {r.stop for r in results}
+    status = ("succeeded" if "success" in stops else "capped" if "capped" in stops
+              else "stopped" if "stopped" in stops else "failed")
     config = results[0].member.config
     return Outcome(index=index, label=config.label(), config=asdict(config), n_params=config.n_params(),
                    status=status, seeds=[r.member.seed for r in results], stops=[r.stop for r in results],
@@ -267,36 +271,54 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
     space = candidates(config, *network_dims(task, data))
     train_config = config.train_config(task)
     n_windows = 1 + max((o.window for o in progress.outcomes.values()), default=-1)
+    cap = config.max_network_steps
     while (win := winner(space, progress.outcomes)) is None:
+        spent = sum(o.network_steps for o in progress.outcomes.values())
+        if cap and spent >= cap:
+            break
         window = next_window(space, progress.outcomes, config.window)
-        _train_window(space, window, n_windows, data, config, train_config, device, progress, trainer)
+        _train_window(space, window, n_windows, data, config, train_config, device, progress, trainer,
+                      cap - spent if cap else None)
         n_windows += 1
     trace = progress.ordered()
-    tried = [o for o in trace if o.status != "stopped"]
-    if win >= 0:
-        best, message = progress.outcomes[win], ""
+    message = ""
+    if win is not None and win >= 0:
+        best = progress.outcomes[win]
     else:
-        best = max(tried, key=lambda o: (o.test_accuracy, -o.index))
-        message = (f"no architecture of the search space ({len(space)} candidates) reached 100% on the whole "
-                   f"test split; kept the most accurate network, {best.label} at "
-                   f"{best.test_accuracy:.4%}")
+        best = max((o for o in trace if o.status != "stopped"), key=lambda o: (o.test_accuracy, -o.index))
+        if win is None:
+            done = sum(o.finished for o in trace)
+            message = (f"the search's budget of {cap:,} network-steps ran out after {done} of {len(space)} "
+                       f"candidates (up to {trace[-1].label}) without a network at 100% on the whole test split")
+        else:
+            message = (f"no architecture of the search space ({len(space)} candidates) reached 100% on the "
+                       f"whole test split")
+        message += f"; kept the most accurate network, {best.label} at {best.test_accuracy:.4%}"
     network, curves = progress.network(best.index)
-    return SearchResult(success=win >= 0, network=network, best=best, curves=curves, trace=trace,
-                        n_candidates=len(space), seconds=time.perf_counter() - start, message=message,
-                        config=config)
+    return SearchResult(success=win is not None and win >= 0, network=network, best=best, curves=curves,
+                        trace=trace, n_candidates=len(space), seconds=time.perf_counter() - start,
+                        message=message, config=config)
 
 
-def _train_window(space, window, window_no, data, config, train_config, device, progress, trainer) -> None:
-    """Train the window's candidates (all seeds) as one stack; record each candidate as it finishes."""
+def _train_window(space, window, window_no, data, config, train_config, device, progress, trainer,
+                  steps_left: int | None) -> None:
+    """Train the window's candidates (all seeds) as one stack; record each candidate as it finishes.
+    ``steps_left`` is what remains of the search's network-step budget (None: no budget)."""
     t0 = time.perf_counter()
     members = [Member(space[i], config.seed + s, tag=i) for i in window for s in range(config.seeds)]
     by_candidate: dict[int, list[TrainResult]] = {i: [] for i in window}
     log.info("window %d: %s x %d seeds", window_no, ", ".join(space[i].label() for i in window), config.seeds)
 
-    def stop_rule(results: list[TrainResult], active: list[int]) -> set[int]:
-        """Once a candidate succeeded, its other seeds and every later candidate are no longer needed."""
+    def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
+        """Once a candidate succeeded, its other seeds and every later candidate are no longer needed;
+        once the budget is spent, nothing runs on."""
         won = [r.member.tag for r in results if r.success]
-        return {j for j in active if won and results[j].member.tag >= min(won)}
+        stop = {j: "stopped" for j in active if won and results[j].member.tag >= min(won)}
+        if steps_left is not None:
+            used = sum(r.steps_run for r in results if r.stop) + step * len(active)
+            if used >= steps_left:
+                stop |= {j: "capped" for j in active if j not in stop}
+        return stop
 
     def on_finish(finished: list[TrainResult]) -> None:
         for r in finished:
@@ -353,6 +375,7 @@ def search_metrics(result: SearchResult) -> dict:
         "steps": best.success_step if best.success_step is not None else max(best.steps_run),
         "test_accuracy": best.test_accuracy, "seed": best.best_seed, "is_linear": c.is_linear,
         "n_configs_tried": len(tried), "n_configs_stopped": len(result.trace) - len(tried),
+        "budget_exhausted": any(o.status == "capped" for o in result.trace),
         "n_candidates": result.n_candidates, "network_steps": sum(o.network_steps for o in result.trace),
         "wall_seconds": round(result.seconds, 3),
     }

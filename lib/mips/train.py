@@ -278,8 +278,9 @@ class TrainData:
 
 @dataclass
 class TrainConfig:
-    """How a stack is trained. ``patience`` (steps) stops a network whose evaluation loss and accuracy
-    have not improved for that long (0 = never); ``data_seed`` fixes the batches (shared by the stack).
+    """How a stack is trained. ``patience`` (steps) stops a network when neither its evaluation loss nor its
+    error rate has fallen by ``min_improvement`` (relative) for that long (0 = never stop early);
+    ``data_seed`` fixes the batches (shared by the stack) and the evaluation rows.
 
     ``threads`` is torch's intra-op thread count while training (0 = leave it). These matrices are tiny,
     so one thread is fastest, and on a busy machine two threads spinning on two cores were 10x slower.
@@ -312,9 +313,9 @@ class TrainResult:
     """What happened to one member: how far it trained, whether and when it succeeded, its best network.
 
     ``stop`` is ``success`` (100% on the whole test split), ``budget`` (ran all steps), ``plateau`` (no
-    improvement for ``patience`` steps), ``diverged`` (non-finite loss) or ``stopped`` (the caller's rule,
-    e.g. a smaller architecture already succeeded). ``network`` is the state at success, else at the best
-    evaluation; ``test_accuracy`` is its accuracy on the whole test split (None if never measured).
+    improvement for ``patience`` steps), ``diverged`` (non-finite loss) or the reason the caller's stop rule
+    gave (e.g. ``stopped``: a smaller architecture already succeeded). ``network`` is the state at success,
+    else at the best evaluation; ``test_accuracy`` is its accuracy on the whole test split.
     """
 
     member: Member
@@ -352,7 +353,7 @@ def test_split_accuracy(stack: RNNStack, params: Sequence[torch.Tensor], data: T
     return hits / total
 
 
-StopRule = Callable[[list[TrainResult], list[int]], set[int]]
+StopRule = Callable[[list[TrainResult], list[int], int], dict[int, str]]
 OnFinish = Callable[[list[TrainResult]], None]
 
 
@@ -371,7 +372,8 @@ class _StackRun:
         self.losses = torch.full((config.steps, len(members)), float("nan"))
         self.evals: list[tuple[int, np.ndarray, np.ndarray]] = []  # (step, accuracy, loss) per member
         self.best: dict[int, list[torch.Tensor]] = {}           # member -> parameters at its best evaluation
-        self.last_gain = [0] * len(members)
+        self.last_gain = [0] * len(members)                      # patience: step of the last real gain
+        self.reference = [(math.inf, math.inf)] * len(members)   # (error rate, loss) at that gain
         self.batches = torch.Generator().manual_seed(config.data_seed)
         rows = evaluation_rows(len(data.x_test), config).to(device)
         self.x_eval, self.y_eval = data.x_test[rows], data.y_test[rows].transpose(0, 1)
@@ -405,8 +407,9 @@ class _StackRun:
             if not math.isfinite(lo):
                 done[row] = "diverged"
                 continue
-            if a > r.best_eval_accuracy or lo < r.best_eval_loss * (1 - cfg.min_improvement):
-                self.last_gain[i] = step
+            ref_err, ref_loss = self.reference[i]
+            if 1 - a < ref_err * (1 - cfg.min_improvement) or lo < ref_loss * (1 - cfg.min_improvement):
+                self.reference[i], self.last_gain[i] = (min(ref_err, 1 - a), min(ref_loss, lo)), step
             if a > r.best_eval_accuracy or (a == r.best_eval_accuracy and lo < r.best_eval_loss):
                 r.best_eval_accuracy, r.best_step = a, step
                 self.best[i] = self.stack.snapshot(row)
@@ -423,8 +426,8 @@ class _StackRun:
                 done[row] = "plateau"
         self.retire(done, step)
         if self.stop_rule is not None and self.active:
-            stop = self.stop_rule(self.results, list(self.active))
-            self.retire({row: "stopped" for row, i in enumerate(self.active) if i in stop}, step)
+            stop = self.stop_rule(self.results, list(self.active), step)
+            self.retire({row: stop[i] for row, i in enumerate(self.active) if i in stop}, step)
 
     def retire(self, reasons: dict[int, str], step: int) -> None:
         """Close the records of the given stack rows and remove them from the stack and the optimizer."""
@@ -467,9 +470,9 @@ def train_stack(members: Sequence[Member], data: TrainData, config: TrainConfig,
                 stop_rule: StopRule | None = None, on_finish: OnFinish | None = None) -> list[TrainResult]:
     """Train the members together until each succeeds, stalls, diverges, runs out of steps or is stopped.
 
-    After each evaluation ``stop_rule(results, active)`` may name further members to stop (indices into
-    ``members``), e.g. the other seeds of an architecture that just succeeded; ``on_finish(results)`` hears
-    about members as they leave the stack, with their records complete. Returns one result per member.
+    After each evaluation ``stop_rule(results, active, step)`` may stop further members: it returns
+    {member index: reason}, e.g. the other seeds of an architecture that just succeeded. ``on_finish(results)``
+    hears about members as they leave the stack, with their records complete. Returns one result per member.
     """
     with _intra_op_threads(config.threads):
         return _train_stack(members, data, config, device, stop_rule, on_finish)
