@@ -387,6 +387,13 @@ def run_conversation(k: int, conn: Connection, task: Task, dataset: Dataset, row
             "seconds": round(sum(t["seconds"] for t in talk["turns"]), 3)}
 
 
+def _lenient_outcome(verdict: dict) -> str:
+    """``pass``, ``no_success`` (ran cleanly without printing it), or how the script failed to run."""
+    if verdict["passed"]:
+        return "pass"
+    return "no_success" if verdict["outcome"] == sandbox.OK and verdict["returncode"] == 0 else verdict["outcome"]
+
+
 def summarize(results: list[dict], config: LLMConfig) -> dict:
     """The record's metrics: per-task verdicts of both judges and per-conversation outcomes."""
     lenient = [r["lenient"]["passed"] for r in results]
@@ -399,7 +406,7 @@ def summarize(results: list[dict], config: LLMConfig) -> dict:
         "lenient_passes": sum(lenient), "strict_passes": sum(strict),
         "conversations": [{
             "conversation": r["conversation"], "has_code": r["has_code"],
-            "lenient": r["lenient"]["outcome"] if not r["lenient"]["passed"] else "pass",
+            "lenient": _lenient_outcome(r["lenient"]),
             "lenient_passed": r["lenient"]["passed"], "printed_failure": r["lenient"]["printed_failure"],
             "strict": r["strict"]["outcome"], "strict_solved": bool(r["strict"].get("solved")),
             "entry": r["strict"].get("entry"), "entry_how": r["strict"].get("how"),
@@ -468,7 +475,7 @@ def judges_table(metrics: dict) -> list[dict]:
     for c in metrics.get("conversations", []):
         test = (f"{c['test_rows_correct']}/{c['test_rows']}" if c.get("test_rows") else "")
         rows.append({"conversation": c["conversation"], "program": "yes" if c["has_code"] else "no",
-                     "lenient": "pass" if c["lenient_passed"] else c["lenient"],
+                     "lenient": c["lenient"],
                      "also printed 'failure'": "yes" if c["printed_failure"] else "",
                      "strict": "pass" if c["strict_solved"] else c["strict"],
                      "function": c.get("entry") or "", "chosen because": c.get("entry_how") or "",
