@@ -202,7 +202,7 @@ def evaluate(model: SequenceModel, inter: Interchange, prep: Prepared, h_src: to
     var = prep.variable.cpu().numpy()
     by_var = {v: float(correct[var == g].mean()) for g, v in enumerate(variables) if (var == g).any()}
     return {"iia": float(correct.mean()), "token_accuracy": tok_ok / max(tok_n, 1), "loss": loss_sum / max(loss_n, 1),
-            "iia_by_variable": by_var}
+            "iia_by_variable": by_var, "correct": correct}
 
 
 @dataclass
@@ -315,6 +315,20 @@ def linear_probe(states_train: torch.Tensor, values_train: np.ndarray, states_te
     return {n: float((np.round(pred[:, i]) == np.round(values_test[:, i])).mean()) for i, n in enumerate(names)}
 
 
+def by_phase(pairs: PairSet, correct: np.ndarray) -> dict[str, float]:
+    """IIA split by where the swap happens and what it brings: target phase × source phase (demo/response)."""
+    if "phase" not in pairs.value_names:
+        return {}
+    i = pairs.value_names.index("phase")
+    out = {}
+    for tn, tv in (("demo", -1), ("response", 1)):
+        for sn, sv in (("demo", -1), ("response", 1)):
+            sel = (pairs.trg_values[:, i] == tv) & (pairs.src_values[:, i] == sv)
+            if sel.any():
+                out[f"{sn}->{tn}"] = float(correct[sel].mean())
+    return out
+
+
 def run_name(model_cfgs: list[TrainConfig], cfg: DASConfig) -> str:
     """The stage folder: ``das-<model>-<causal model>-<intervention>`` (``mas-<m0>-vs-<m1>-...`` for MAS)."""
     models = "-vs-".join(m.name.removeprefix("model-") for m in model_cfgs)
@@ -352,6 +366,10 @@ def run(model_cfgs: list[TrainConfig] | TrainConfig, cfg: DASConfig, run_dir=Non
                          source_states(models[0], test_p, cfg.intervention.hook, device), test_p.src_values,
                          train_p.value_names)
     torch.save(result.interchange.state_dict(), stage.path("alignment.pt"))
+    np.savez_compressed(stage.path("test_pairs.npz"), src_values=test_p.src_values, trg_values=test_p.trg_values,
+                        trg_pos=test_p.trg_pos, src_pos=test_p.src_pos, variable=test_p.variable,
+                        value_names=np.array(test_p.value_names),
+                        **{f"correct_{k}": v["correct"] for k, v in result.test.items()})
     first = f"valid_iia_{result.directions[0][0]}->{result.directions[0][1]}"
     metrics = {
         "iia": result.iia,
@@ -360,6 +378,7 @@ def run(model_cfgs: list[TrainConfig] | TrainConfig, cfg: DASConfig, run_dir=Non
         "token_accuracy": {k: v["token_accuracy"] for k, v in result.test.items()},
         "test_loss": {k: v["loss"] for k, v in result.test.items()},
         "iia_step0": result.curve[first][0],
+        "iia_by_phase": {k: by_phase(test_p, v["correct"]) for k, v in result.test.items()},
         "probe_accuracy": probe,
         "model_accuracy": {m.name: r.metrics["valid_accuracy"] for m, r in zip(model_cfgs, recs, strict=True)},
         "n_train_pairs": len(train_p), "n_test_pairs": len(test_p),

@@ -214,16 +214,25 @@ class Transformer(SequenceModel):
 
     def run_with_cache(self, tokens: torch.Tensor, free: torch.Tensor | None = None, patch: Patch | None = None,
                        teacher_force: bool = False):
-        """Logits (B, T, V) and every hook; free-running (one pass per generated position) unless forced."""
+        """Logits (B, T, V) and every hook; free-running on ``free`` positions unless ``teacher_force``.
+
+        Free-running is computed as a fixed point rather than token by token: run on the current tokens,
+        put the arg-max predictions into the free positions, repeat until nothing changes. Each round fixes
+        at least the first wrong position, and at the fixed point every free token is the arg-max given its
+        prefix, which is exactly what generating one token at a time gives; a model that is right needs
+        two rounds instead of one per response token.
+        """
         if teacher_force or free is None or not bool(free.any()):
             return self._forward(tokens, patch)
         tokens = tokens.clone()
         with torch.no_grad():
-            for t in range(tokens.shape[1] - 1):
-                need = free[:, t + 1]
-                if bool(need.any()):
-                    pred = self._forward(tokens[:, : t + 1], patch)[0][:, -1].argmax(-1)
-                    tokens[:, t + 1] = torch.where(need, pred, tokens[:, t + 1])
+            for _ in range(int(free.sum(1).max()) + 1):
+                pred = self._forward(tokens, patch)[0].argmax(-1)
+                new = tokens.clone()
+                new[:, 1:] = torch.where(free[:, 1:], pred[:, :-1], tokens[:, 1:])
+                if torch.equal(new, tokens):
+                    break
+                tokens = new
         return self._forward(tokens, patch)
 
 
