@@ -109,6 +109,18 @@ def test_stack_matches_separately_trained_networks(sum_all):
         assert used <= configs[small].n_params()
 
 
+@pytest.mark.parametrize("depths", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_stack_forward_is_the_general_rnn(depths):
+    """The stacked forward (the time-loop-free one for linear RNNs too) equals models.RNN, any dims."""
+    hd, od = depths
+    configs = [RNNConfig(2, 2, h, hd, w, od, w + 1) for h, w in ((1, 3), (3, 2), (2, 5))]
+    stack = RNNStack([Member(c, 10 + s) for s, c in enumerate(configs)])
+    x = torch.randint(-10, 11, (7, 13, 2)).float()
+    y = stack.forward(x)
+    for m, c in enumerate(configs):
+        torch.testing.assert_close(y[m].transpose(0, 1), init_network(c, 10 + m)(x), rtol=1e-5, atol=1e-5)
+
+
 def test_dropping_members_leaves_the_others_untouched(sum_all):
     """Training [a, b, c], dropping b half way, equals training [a, c] throughout."""
     data = TrainData.from_dataset(sum_all)
