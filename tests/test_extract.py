@@ -183,3 +183,33 @@ def test_stage_skips_when_simplify_failed(tmp_path):
         StageRun(task.id, stage, {"test": True}, run_dir=tmp_path).finish({}, success=ok, message="imperfect")
     rec = E.run(task, "smoke", tmp_path)
     assert not rec.success and "skipped" in rec.message
+
+
+def test_behavioural_grouping_reads_a_machine_when_geometry_cannot():
+    """Noisy states of a 'last input' network: the clusters touch, but what the network does is exact."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (1500, 8, 1))
+    # the state remembers the last input as its position on a line, plus a "noise" that is a deterministic
+    # function of the history (a hash c_t of the inputs) and larger than the gap: the points of value v
+    # spread over [v, v + 1.6], so single linkage chains all three values together
+    states, c = np.zeros((1500, 9, 1)), np.zeros((1500, 1), dtype=np.int64)
+    for t in range(8):
+        c = (3 * c + x[:, t] + 1) % 1009
+        states[:, t + 1] = x[:, t] + 1.6 * np.modf(c * 0.6180339887)[0]
+    outputs = np.concatenate([np.zeros((1500, 1, 1)), x], axis=1).astype(np.int64)
+    fsm = E.StateMachine(max_states=16).fit(states, x, outputs)
+    assert fsm.success_ and fsm.method_ == "behavioural"
+    assert len(fsm.centers_) == 3                             # h_0 behaves as "last input 0" and merges
+    for s, out in enumerate(fsm.outputs_[:, 0]):
+        for i, sym in enumerate(fsm.symbols_[:, 0]):
+            assert fsm.outputs_[fsm.transitions_[s, i], 0] == sym      # next state's output = the input
+        assert (fsm.labels_[outputs[..., 0] == out] == s).all()
+
+
+def test_behavioural_grouping_splits_only_on_conflicts():
+    # distinct states 0..3, outputs 0, 0, 1, 1; on input 0, states 0 and 1 go to different output groups
+    triples = np.array([[0, 0, 2], [1, 0, 0], [2, 0, 2], [3, 1, 3]])
+    pairs = np.array([[0, 0], [1, 0], [2, 1], [3, 1]])
+    block = E.behavioural_partition(triples, pairs, 4, 2, max_states=8)
+    assert block[0] != block[1] and block[2] == block[3]
+    assert E.behavioural_partition(triples, pairs, 4, 2, max_states=2) is None   # needs three groups

@@ -185,7 +185,7 @@ def test_retraining_keeps_frozen_zeros_at_zero(sum_all_trained):
     new, _ = S.finetune(model, ds, steps=30, lr=1e-2, cfg=SMALL, frozen=frozen, min_accuracy=0.0)
     for name, p in new.named_parameters():
         assert (p[frozen[name]] == 0).all(), name
-    moved = [float((p - q).abs().max()) for p, q in zip(new.parameters(), model.parameters(), strict=True)]
+    moved = [(p - q).abs().max().item() for p, q in zip(new.parameters(), model.parameters(), strict=True)]
     assert max(moved) > 1e-3                                 # the others did train
 
 
@@ -214,8 +214,42 @@ def test_stage_writes_model_and_before_after(sum_all_trained, tmp_path, monkeypa
     assert rec.metrics["effective_hidden_dim_after"] == 1
     folder = tmp_path / task.id / "simplify"
     report = json.loads((folder / "before_after.json").read_text())
-    assert [s["name"] for s in report["normalizers"]][:5] == ["whiten", "jnf", "toeplitz", "debias", "quantize"]
+    names = [s["name"] for s in report["normalizers"]]
+    assert names[:5] == ["whiten", "jnf", "toeplitz", "debias", "quantize"] and names[-2:] == ["snap", "prune"]
     assert report["l1_curve"][0]["eps"] == SMALL.l1_eps[0]
     simplified = load_model(folder / "model.pt")
     assert S.test_accuracy(simplified, ds) == 1.0
     assert S.run(task, "smoke", tmp_path).key == rec.key                        # cached, not recomputed
+
+
+def test_snapping_rounds_coupled_weights_together_and_keeps_only_what_the_check_accepts():
+    # a double integrator (Newton_Freebody's) with slightly-off weights: only jointly do they round exactly
+    model = RNN(RNNConfig(1, 1, 2)).double()
+    set_layer(model.hidden_mlp.layers[0], [[1.003, 0.0, 0.98], [0.995, 1.002, 0.0]], [0.13, -0.02])
+    set_layer(model.output_mlp.layers[0], [[0.0, 1.01]], [-0.2])
+    x = torch.as_tensor(np.random.default_rng(0).integers(-10, 11, (256, 10, 1))).double()
+    exact = RNN(RNNConfig(1, 1, 2)).double()
+    set_layer(exact.hidden_mlp.layers[0], [[1, 0, 1], [1, 1, 0]], [0, 0])
+    set_layer(exact.output_mlp.layers[0], [[0, 1]], [0])
+    new, info = S.snap_to_integers(model, lambda m: torch.equal(torch.round(m(x)), torch.round(exact(x))))
+    assert info["all_at_once"] and info["rounded"] == 8                 # every non-integer parameter
+    assert_same_function(new, exact, x, atol=0)
+    # a check that refuses one particular rounding keeps that parameter and rounds the others one by one
+    refuse = lambda m: m.output_mlp.layers[0].bias.item() != 0.0
+    new, info = S.snap_to_integers(model, refuse)
+    assert not info["all_at_once"] and new.output_mlp.layers[0].bias.item() == pytest.approx(-0.2)
+    assert new.hidden_mlp.layers[0].weight.detach()[0, 0] == 1.0
+
+
+def test_pruning_zeroes_coordinates_that_never_reach_the_output():
+    model = random_rnn(LINEAR)
+    with torch.no_grad():   # coordinates 2 and 3 feed only each other; 0 and 1 feed the output
+        W = model.hidden_mlp.layers[0].weight
+        W[:2, 2:4] = 0.0
+        model.output_mlp.layers[0].weight[:, 2:] = 0.0
+    new, info = S.prune_dead_hidden(model)
+    assert info["dead"] == [2, 3]
+    x = inputs(LINEAR)
+    assert_same_function(model, new, x, atol=1e-12)
+    assert np.abs(S.hidden_states(new, x)[..., 2:]).max() == 0.0
+    assert S.prune_dead_hidden(random_rnn(LINEAR))[0] is None              # nothing dead, nothing done

@@ -37,13 +37,15 @@ log = logging.getLogger(__name__)
 
 UPSTREAM = ("simplify",)
 
+FLOAT32_NOISE = 1e-6     # relative error of hidden states computed in float32 over a few dozen steps
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
     """Rows used and tolerances of both readings. Defaults are the ``full`` preset."""
 
     n_rows: int = 20_000            # training rows whose hidden states (all steps) are encoded
-    resolution: float = 1e-6        # states closer than this × max|h| count as one point
+    resolution: float = 1e-9        # states closer than this × max|h| count as one point (float noise)
     rank_tol: float = 1e-4          # directions of the state cloud below this × the largest are noise
     gap_ratio: float = 10.0         # a singular-value drop this large proposes a smaller lattice rank
     lattice_tol: float = 0.15       # how far from an integer a lattice coefficient may be
@@ -52,6 +54,7 @@ class ExtractConfig:
     cluster_sample: int = 4000      # distinct states clustered directly; the rest join their nearest
     dl_eps: float = 1e-2            # resolution of the residual term of the description length
     seed: int = 0
+    method_version: int = 2         # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> ExtractConfig:
@@ -167,7 +170,7 @@ class IntegerLattice:
     the other states form (then the offset is the commonest h_1 and ``h0_on_lattice_`` is False).
     """
 
-    def __init__(self, resolution: float = 1e-6, rank_tol: float = 1e-4, gap_ratio: float = 10.0,
+    def __init__(self, resolution: float = 1e-9, rank_tol: float = 1e-4, gap_ratio: float = 10.0,
                  lattice_tol: float = 0.15, max_denominator: int = 64):
         self.resolution = resolution
         self.rank_tol = rank_tol
@@ -228,7 +231,10 @@ class IntegerLattice:
             if k == 0:
                 return np.zeros((0, H)), offset, ""
             gens = np.concatenate([steps @ V, pts @ V])
-            gens = gens[np.linalg.norm(gens, axis=1) > 10 * res]
+            # differences shorter than the noise (float32 rounding, or the spread off the span) are not
+            # lattice vectors; left in, they would drive the lattice towards ever finer spacings
+            noise = max(FLOAT32_NOISE * scale, float(np.linalg.norm(pts - pts @ V @ V.T, axis=1).max()))
+            gens = gens[np.linalg.norm(gens, axis=1) > 20 * noise]
             B, message = self._basis_from_generators(gens)
             if B is not None:
                 return B @ V.T, offset, ""
@@ -322,7 +328,7 @@ class StateMachine:
     ``cluster_labels_`` / ``cluster_centers_`` are the clusters before minimization.
     """
 
-    def __init__(self, resolution: float = 1e-6, max_states: int = 256, cluster_sample: int = 4000,
+    def __init__(self, resolution: float = 1e-9, max_states: int = 256, cluster_sample: int = 4000,
                  seed: int = 0):
         self.resolution = resolution
         self.max_states = max_states
@@ -346,14 +352,19 @@ class StateMachine:
         n_sym = len(self.symbols_)
         self.success_, self.message_ = False, ""
         coarse = None
+        self.method_ = "geometric"
         for labels in self._partitions(flat[first]):
             if is_function(labels[pairs[:, 0]], pairs[:, 1]) and \
                     is_function(labels[triples[:, 0]] * n_sym + triples[:, 1], labels[triples[:, 2]]):
                 coarse = labels[fine]
                 break
         if coarse is None:
-            self.message_ = (f"no clustering into at most {self.max_states} states has deterministic "
-                             f"transitions and outputs ({len(first)} distinct states)")
+            labels = behavioural_partition(triples, pairs, len(first), n_sym, self.max_states)
+            if labels is not None:
+                coarse, self.method_ = labels[fine], "behavioural"
+        if coarse is None:
+            self.message_ = (f"no clustering, and no grouping by behaviour, into at most {self.max_states} states "
+                             f"has deterministic transitions and outputs ({len(first)} distinct states)")
             self.labels_ = np.zeros((n, T1), dtype=np.int64)
             self.centers_ = np.zeros((0, H))
             self.transitions_ = np.zeros((0, n_sym), dtype=np.int64)
@@ -413,6 +424,40 @@ def _means(states: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     sums = np.zeros((k, H))
     np.add.at(sums, flat, states.reshape(-1, H))
     return sums / np.maximum(np.bincount(flat, minlength=k), 1)[:, None]
+
+
+def behavioural_partition(triples: np.ndarray, pairs: np.ndarray, n_points: int, n_sym: int,
+                          max_states: int) -> np.ndarray | None:
+    """Group distinct states by behaviour alone: start from equal outputs, split a group only when two of its
+    members, on the same input, go to different groups (states lacking that transition join the largest
+    side). Needed when a nonlinear network's states are noisy, so geometry does not separate them, while
+    what it does with them is still exact. Returns a label per distinct state, or None (over max_states, or
+    a state that is itself not deterministic).
+    """
+    if not (is_function(triples[:, 0] * n_sym + triples[:, 1], triples[:, 2])
+            and is_function(pairs[:, 0], pairs[:, 1])):
+        return None
+    block = np.zeros(n_points, dtype=np.int64)
+    block[pairs[:, 0]] = np.unique(pairs[:, 1], return_inverse=True)[1].reshape(-1)
+    while block.max() < max_states:
+        src, tgt = block[triples[:, 0]], block[triples[:, 2]]
+        key = src * n_sym + triples[:, 1]
+        pairs_seen = np.unique(np.column_stack([key, tgt]), axis=0)
+        keys, counts = np.unique(pairs_seen[:, 0], return_counts=True)
+        if (counts == 1).all():
+            return block
+        bad = keys[np.argmax(counts > 1)]
+        group, sym = divmod(int(bad), n_sym)
+        rows = (src == group) & (triples[:, 1] == sym)
+        members, targets = triples[rows, 0], tgt[rows]
+        sides, sizes = np.unique(targets, return_counts=True)
+        largest = sides[np.argmax(sizes)]
+        next_id = block.max() + 1
+        for side in sides:
+            if side != largest:
+                block[members[targets == side]] = next_id
+                next_id += 1
+    return None
 
 
 def minimize_moore(transitions: np.ndarray, outputs: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The ``simplify`` stage ("hammering"): make a perfect network sparse and integer without changing its function.
 
-Three steps, after the paper (spec §9):
+Three steps after the paper (spec §9), and two of ours:
 
 1. **L1 sweep**: fine-tune with loss + ε·Σ|θ| for growing ε and keep the largest ε that still solves the
    whole test split.
@@ -9,6 +9,10 @@ Three steps, after the paper (spec §9):
    weights, then de-biasing and quantization of near-integer weights. Each one is checked on the whole
    test split and reverted if it lowers the accuracy.
 3. **Retraining** with the exact zeros frozen, kept only if the accuracy holds; then quantization again.
+4. **Snapping** (ours): every remaining parameter is tried at its nearest integer, all at once and then one
+   at a time, kept when the accuracy holds. It removes small leftover biases (a counter's drift, a delay
+   line's offset) that a perfect network tolerates but that keep its hidden states off an integer lattice.
+5. **Pruning** (ours): hidden coordinates that can never reach an output are set to zero (exact).
 
 The network's metrics (neurons, nonzero and integer weights, effective hidden dimension, accuracy) are
 recorded before and after. Explained in notebooks/simplify.ipynb.
@@ -30,6 +34,7 @@ from mips.artifacts import Record, StageRun, require_record, stage_dir, write_js
 from mips.data import Dataset, dataset_for
 from mips.models import RNN, accuracy, load_model, predict, save_model
 from mips.tasks import Task
+from mips.train import _intra_op_threads, elementwise_loss
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,12 @@ class SimplifyConfig:
     jnf_rank_tol: float = 0.02     # singular values below this count as zero when building Jordan chains
     debias_eps: float = 0.1        # singular values of the recurrent read matrix treated as zero
     quantize_tol: float = 0.01     # parameters this close to an integer are rounded to it
+    snap_tol: float = 0.5          # after retraining, every parameter this close to an integer is tried there
+    snap_max_params: int = 400     # at most this many single-parameter roundings are tried
     metric_threshold: float = 0.01 # |θ| above this counts as a nonzero weight (the paper's metrics)
+    threads: int = 1               # torch intra-op threads while simplifying (tiny matrices: one is fastest)
     seed: int = 0
+    method_version: int = 2        # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> SimplifyConfig:
@@ -75,11 +84,8 @@ class SimplifyConfig:
 
 
 def task_loss(y_pred: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """The task's training loss: ``log`` = ½·log(1+(ŷ−y)²) (the paper's), ``mse`` or ``cross_entropy``."""
-    if loss == "cross_entropy":
-        return torch.nn.functional.cross_entropy(y_pred.transpose(1, 2), y[..., 0].long())
-    err = y_pred - y
-    return (0.5 * torch.log1p(err ** 2)).mean() if loss == "log" else (0.5 * err ** 2).mean()
+    """The task's training loss averaged over positions (the paper's ``log`` loss, ``mse`` or cross-entropy)."""
+    return elementwise_loss(y_pred, y, loss).mean()
 
 
 def l1_norm(model: RNN) -> torch.Tensor:
@@ -536,6 +542,91 @@ def quantize(model: RNN, tol: float = 0.01) -> tuple[RNN, dict]:
     return new, {"rounded": n}
 
 
+@torch.no_grad()
+def snap_to_integers(model: RNN, accepts: Callable[[RNN], bool], tol: float = 0.5,
+                     max_params: int = 400, passes: int = 2) -> tuple[RNN, dict]:
+    """Round the remaining non-integer parameters to their nearest integers, keeping what ``accepts``.
+
+    First all of them at once (weights that only work together, like a Jordan block's, round together);
+    if that fails, one at a time, closest to an integer first, in up to ``passes`` sweeps. Quantization
+    (within 0.01) is all-or-nothing; this also removes leftover biases (a counter's drift, a delay line's
+    offset) that the network tolerates but that keep its hidden states off an integer lattice.
+    """
+    new = copy.deepcopy(model)
+    params = dict(new.named_parameters())
+
+    def candidates() -> list[tuple[float, str, int]]:
+        out = []
+        for name, p in params.items():
+            dist = (p - p.round()).abs().flatten()
+            out += [(float(dist[i]), name, i) for i in torch.nonzero((dist > 0) & (dist <= tol)).flatten().tolist()]
+        return sorted(out)[:max_params]
+
+    first = candidates()
+    saved = {name: p.detach().clone() for name, p in params.items()}
+    for _, name, i in first:
+        params[name].view(-1)[i] = torch.round(params[name].view(-1)[i])
+    if first and accepts(new):
+        return new, {"candidates": len(first), "rounded": len(first), "all_at_once": True, "tried": 1}
+    for name, p in params.items():
+        p.copy_(saved[name])
+    kept, tried = [], 1
+    for _ in range(passes):
+        changed = False
+        for _, name, i in candidates():
+            flat = params[name].view(-1)
+            old = float(flat[i])
+            flat[i] = round(old)
+            tried += 1
+            if accepts(new):
+                kept.append(f"{name}[{i}]: {old:.4g} -> {round(old)}")
+                changed = True
+            else:
+                flat[i] = old
+        if not changed:
+            break
+    return new, {"candidates": len(first), "rounded": len(kept), "all_at_once": False, "tried": tried,
+                 "roundings": kept[:50]}
+
+
+def influence(layers, H_in: int | None = None) -> np.ndarray:
+    """Boolean (out, in) matrix: which inputs reach which outputs through the MLP's nonzero weights."""
+    first = layers[0].weight.detach().cpu().numpy()
+    reach = (first[:, :H_in] if H_in is not None else first) != 0
+    for layer in layers[1:]:
+        reach = ((layer.weight.detach().cpu().numpy() != 0).astype(np.int64) @ reach.astype(np.int64)) > 0
+    return reach
+
+
+@torch.no_grad()
+def prune_dead_hidden(model: RNN) -> tuple[RNN | None, dict]:
+    """Zero every hidden coordinate that can never influence an output, however many steps later.
+
+    A coordinate is live when it reaches g's inputs directly or reaches a live coordinate through f's
+    nonzero weights. Dead coordinates only feed dead ones, so setting them to 0 (zero write rows and bias,
+    zero read columns) leaves the function exactly unchanged, and they stop adding dimensions to the states.
+    """
+    H = model.config.hidden_dim
+    f, g = model.hidden_mlp.layers, model.output_mlp.layers
+    step = influence(f, H)                       # step[i, j]: h_{t-1}[j] influences h_t[i]
+    live = influence(g).any(axis=0)
+    while True:
+        grown = live | step[live].any(axis=0)
+        if (grown == live).all():
+            break
+        live = grown
+    dead = np.flatnonzero(~live)
+    if not len(dead):
+        return None, {"skipped": "every hidden coordinate reaches the output"}
+    new = copy.deepcopy(model)
+    nf, ng = new.hidden_mlp.layers, new.output_mlp.layers
+    nf[-1].weight[dead] = 0.0
+    nf[-1].bias[dead] = 0.0
+    nf[0].weight[:, dead] = 0.0
+    ng[0].weight[:, dead] = 0.0
+    return new, {"dead": dead.tolist()}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The paper's network metrics
 
@@ -651,8 +742,24 @@ def hammer(model: RNN, ds: Dataset, cfg: SimplifyConfig, base_accuracy: float,
     return model, steps
 
 
+def _batch_check(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> Callable[[RNN], bool]:
+    """A fast check for greedy steps: accuracy on the evaluation batch no lower than ``model``'s."""
+    n = min(cfg.eval_rows, len(ds.x_test))
+    x = torch.as_tensor(ds.x_test[:n]).float().to(device)
+    y = torch.as_tensor(ds.y_test[:n]).to(device)
+    y = y if ds.task.loss == "cross_entropy" else y.float()
+    target = _evaluate(model, x, y, ds.task.loss, 0.0)[0]
+    return lambda m: _evaluate(m, x, y, ds.task.loss, 0.0)[0] >= target
+
+
 def simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str = "cpu") -> SimplifyResult:
-    """L1 sweep → normalizers → retraining with frozen zeros → quantization; the function never gets worse."""
+    """L1 sweep → normalizers → retraining with frozen zeros → quantization → integer snapping → pruning of
+    dead hidden coordinates; every step keeps the whole-test accuracy, so the function never gets worse."""
+    with _intra_op_threads(cfg.threads):
+        return _simplify(model, ds, cfg, device)
+
+
+def _simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> SimplifyResult:
     torch.manual_seed(cfg.seed)
     model = model.to(device).eval()
     base = test_accuracy(model, ds, device)
@@ -660,11 +767,21 @@ def simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str = "cpu") 
     model, eps, curve = l1_sweep(model, ds, cfg, base, device)
     model, steps = hammer(model, ds, cfg, base, device)
     model, retrain = retrain_frozen_zeros(model, ds, cfg, base, device)
+    x_probe = torch.as_tensor(ds.x_test[: cfg.eval_rows]).float().to(device)
     if retrain["accepted"]:
-        x_probe = torch.as_tensor(ds.x_test[: cfg.eval_rows]).float().to(device)
         model, step = apply_checked(model, "quantize_after_retrain", lambda m: quantize(m, cfg.quantize_tol),
                                     ds, base, x_probe, device)
         steps.append(step)
+    on_batch = _batch_check(model, ds, cfg, device)
+    snap = lambda m: snap_to_integers(m, on_batch, cfg.snap_tol, cfg.snap_max_params)
+    model, step = apply_checked(model, "snap", snap, ds, base, x_probe, device)
+    if step.status == "reverted":     # the batch let a harmful rounding through: judge each on the whole split
+        on_split = lambda m: test_accuracy(m, ds, device) >= base
+        model, step = apply_checked(model, "snap", lambda m: snap_to_integers(m, on_split, cfg.snap_tol, 50),
+                                    ds, base, x_probe, device)
+    steps.append(step)
+    model, step = apply_checked(model, "prune", prune_dead_hidden, ds, base, x_probe, device)
+    steps.append(step)
     after = network_metrics(model, cfg.metric_threshold) | {"test_accuracy": test_accuracy(model, ds, device)}
     return SimplifyResult(model, before, after, eps, curve, steps, retrain)
 
