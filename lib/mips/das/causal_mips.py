@@ -189,7 +189,7 @@ class CausalResult:
     net_outputs: np.ndarray       # (n, m, O) padded with -1 after the sequence's end
     program_outputs: np.ndarray
     original_outputs: np.ndarray  # the program without intervention
-    control_correct: np.ndarray | None   # random-direction swap instead of lattice axes
+    control_correct: np.ndarray | None   # random-subspace swap instead of lattice axes (NaN: no control)
 
 
 def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine, A: np.ndarray, b: np.ndarray,
@@ -206,13 +206,12 @@ def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine,
     c_trg, c_src = np.round(z_trg).astype(np.int64), np.round(z_src).astype(np.int64)
     c_new = np.where(masks > 0, c_src, c_trg)
     rng = np.random.default_rng(seed + 1)
-    with_control = H > k
-    if with_control:
-        dims = masks.sum(1).astype(int)
-        h_ctl = np.empty_like(h_trg)
-        for i in range(len(h_trg)):
-            Q, _ = np.linalg.qr(rng.standard_normal((H, dims[i])))   # a random subspace of the same dimension
-            h_ctl[i] = h_trg[i] + (h_src[i] - h_trg[i]) @ Q @ Q.T
+    dims = masks.sum(1).astype(int)
+    with_control = dims < H                        # a random subspace of the whole space is no control
+    h_ctl = h_trg.copy()
+    for i in np.flatnonzero(with_control):
+        Q, _ = np.linalg.qr(rng.standard_normal((H, dims[i])))    # a random subspace of the same dimension
+        h_ctl[i] = h_trg[i] + (h_src[i] - h_trg[i]) @ Q @ Q.T
     n = len(h_trg)
     correct, defined, changed = (np.zeros(n, dtype=bool) for _ in range(3))
     ctl_ok = np.zeros(n, dtype=bool)
@@ -231,11 +230,11 @@ def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine,
         defined[sel] = ok
         correct[sel] = ok & (y_net == y_prog).all(axis=(1, 2))
         changed[sel] = ok & ok0 & (y_prog != y_orig).any(axis=(1, 2))
-        if with_control:
+        if with_control[sel].any():
             y_ctl = rounded(run_from(model, h_ctl[sel], rest, device), loss)
             ctl_ok[sel] = ok & (y_ctl == y_prog).all(axis=(1, 2))
-    return CausalResult(pairs, correct, defined, changed, net_out, prog_out, orig_out,
-                        ctl_ok if with_control else None)
+    ctl = np.where(with_control, ctl_ok, np.nan) if with_control.any() else None
+    return CausalResult(pairs, correct, defined, changed, net_out, prog_out, orig_out, ctl)
 
 
 def summarize(res: CausalResult, k: int) -> dict:
@@ -250,7 +249,7 @@ def summarize(res: CausalResult, k: int) -> dict:
                      "changed": float(res.changed[sel].mean()) if sel.any() else None,
                      "undefined": int(((groups == g) & ~d).sum())}
         if res.control_correct is not None:
-            per[name]["control_iia"] = float(res.control_correct[sel].mean()) if sel.any() else None
+            per[name]["control_iia"] = _nanmean(res.control_correct[sel])
     single = (groups < k) & d
     full = (groups == k) & d if k > 1 else single
     out = {
@@ -262,20 +261,24 @@ def summarize(res: CausalResult, k: int) -> dict:
         "iia_changed": float(res.correct[single & res.changed].mean()) if (single & res.changed).any() else None,
         "by_variable": per,
     }
-    if res.control_correct is not None:
-        out["control_iia"] = float(res.control_correct[single].mean()) if single.any() else None
+    out["control_iia"] = None if res.control_correct is None else _nanmean(res.control_correct[single])
     return out
 
 
-def load_inputs(task: Task, run_dir: Path | None) -> tuple[dict, np.ndarray, np.ndarray, RNN, Machine]:
-    """The extract stage's lattice, the simplified network and the regressed machine."""
-    with np.load(artifacts.stage_dir(task.id, "extract", run_dir) / "states.npz", allow_pickle=False) as f:
-        st = {k: f[k] for k in ("kind", "basis", "offset")}
-    st["kind"] = str(st["kind"])
-    model = load_model(artifacts.stage_dir(task.id, "simplify", run_dir) / "model.pt").eval()
-    machine = json.loads((artifacts.stage_dir(task.id, "regress", run_dir) / "formulas.json").read_text())
-    return st, np.asarray(st["basis"], dtype=np.float64), np.asarray(st["offset"], dtype=np.float64), model, \
-        Machine(machine)
+def _nanmean(v: np.ndarray) -> float | None:
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else None
+
+
+def load_lattice(task_id: str, run_dir: Path | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """The extract stage's reading: its kind, and the lattice basis A (k, H) and offset b (H,)."""
+    with np.load(artifacts.stage_dir(task_id, "extract", run_dir) / "states.npz", allow_pickle=False) as f:
+        return str(f["kind"]), np.asarray(f["basis"], dtype=np.float64), np.asarray(f["offset"], dtype=np.float64)
+
+
+def load_machine(task_id: str, run_dir: Path | None) -> Machine:
+    """The regressed machine the program was emitted from."""
+    return Machine(json.loads((artifacts.stage_dir(task_id, "regress", run_dir) / "formulas.json").read_text()))
 
 
 def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: str = "cpu") -> artifacts.Record:
@@ -292,11 +295,12 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     base = {"iia": None, "n_pairs": 0, "subspace_dim": 0}
     if not prog.metrics.get("solved"):
         return stage.finish(base, success=False, message="skipped: MIPS did not solve this task (no verified program)")
-    st, A, b, model, machine = load_inputs(task, run_dir)
-    if st["kind"] != "lattice" or len(A) == 0:
+    kind, A, b = load_lattice(task.id, run_dir)
+    if kind != "lattice" or len(A) == 0:
         return stage.finish(base, success=False,
-                            message=f"skipped: the hidden states were read as {st['kind']!r}, not an integer lattice")
-    model = model.to(device)
+                            message=f"skipped: the hidden states were read as {kind!r}, not an integer lattice")
+    model = load_model(artifacts.stage_dir(task.id, "simplify", run_dir) / "model.pt", device).eval()
+    machine = load_machine(task.id, run_dir)
     ds = dataset_for(task, preset)
     x = ds.x_test.astype(np.int64)
     states = hidden_states(model, x, device)
