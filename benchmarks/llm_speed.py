@@ -32,14 +32,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--reconvert", action="store_true", help="also time the one-off GGUF conversion")
     args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
+    import importlib
+
+    start = time.perf_counter()
     import torch
+
+    importlib.import_module("transformers")
+    print(f"import torch + transformers: {time.perf_counter() - start:.1f} s")
 
     from mips import llm, llm_server, sandbox
     from mips.data import dataset_for
     from mips.tasks import get_task
 
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     spec = llm_server.local_model(args.model)
     if args.reconvert:
         with tempfile.TemporaryDirectory() as scratch:
@@ -56,7 +62,7 @@ def main() -> None:
 
     llm_server.convert(spec)
     model, sec = timed(llm_server.ChatModel, args.model, "cpu", None)
-    print(f"load from the cache (imports included): {sec:.1f} s")
+    print(f"load from the cached safetensors folder: {sec:.1f} s")
 
     task = get_task(args.task)
     rows = llm.prompt_rows(task, dataset_for(task, "smoke"))

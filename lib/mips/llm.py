@@ -81,12 +81,12 @@ class LLMConfig:
 
     @classmethod
     def for_preset(cls, preset: str = "full", **overrides) -> LLMConfig:
-        """``full``: the paper's 3 conversations; ``smoke``: 1 conversation of 64 tokens per turn."""
+        """``full``: the paper's 3 conversations; ``smoke``: 1 conversation of 32 tokens per turn."""
         if preset not in ("smoke", "full"):
             raise ValueError(f"unknown preset {preset!r}; choose 'smoke' or 'full'")
         cfg = cls()
         if preset == "smoke":
-            cfg = replace(cfg, n_conversations=1, max_tokens=64, exhaustive_budget=2**12)
+            cfg = replace(cfg, n_conversations=1, max_tokens=32, exhaustive_budget=2**12)
         return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
     @property
