@@ -316,7 +316,8 @@ def choose_entry(program: str, task: Task, rows: list[tuple[list, list]]) -> dic
     except (SyntaxError, ValueError):
         return {"source": source, "entry": "f", "how": "syntax_error", "candidates": []}
     x0_shown, y0_shown = rows[0]
-    formats = [("shown", x0_shown)] + ([("flat", flat_sequence(x0_shown))] if task.column_vector else [])
+    flat = task.column_vector and task.input_dim == 1
+    formats = [("shown", x0_shown)] + ([("flat", flat_sequence(x0_shown))] if flat else [])
     names = [fn.name for fn in functions]
     for fn in functions:
         for fmt, x in formats:
