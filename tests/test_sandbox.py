@@ -9,6 +9,7 @@ import socket
 import sys
 
 import pytest
+
 from mips import sandbox
 from mips.sandbox import Limits, run_program, run_script
 
