@@ -186,3 +186,9 @@ def test_smoke_search_finds_a_perfect_linear_network_for_sum_all(isolated):
     assert load_record("sum_all", "search").success
     torch.testing.assert_close(load_model(folder / "model.pt").hidden_mlp.layers[0].weight,
                                model.hidden_mlp.layers[0].weight)
+
+
+def test_search_stage_needs_the_dataset_of_its_preset(isolated):
+    pipeline.ensure("Sum_All", "dataset", "smoke")
+    with pytest.raises(ValueError, match="--stages dataset --preset full"):
+        pipeline.run_stage("Sum_All", "search", "full")

@@ -348,18 +348,24 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     """The ``search`` stage: write the winner (``model.pt``), ``trace.json`` and ``curves.npz``."""
     config = search_config(preset)
     dataset_rec = require_record(task.id, "dataset", run_dir)
-    ds = datamod.dataset_for(task, preset)
-    stage = StageRun(task.id, "search", asdict(config) | {"preset": preset, "dataset_key": ds.key},
+    key = datamod.dataset_key(task, datamod.preset_size(preset), datamod.DEFAULT_SEED)
+    if dataset_rec.metrics.get("dataset_key") != key:
+        raise ValueError(f"the dataset stage of {task.id} was run for another preset or task version; run "
+                         f"`mips run --tasks {task.id} --stages dataset --preset {preset}` first")
+    stage = StageRun(task.id, "search", asdict(config) | {"preset": preset, "dataset_key": key},
                      upstream={"dataset": dataset_rec.key}, run_dir=run_dir)
     if (rec := stage.cached()) is not None:
         return rec
     progress = Progress(progress_folder(task, stage.key, run_dir))
-    data = TrainData.from_dataset(ds, device)
-    result = search(task, data, config, device, progress)
-
-    save_model(result.network.cpu(), stage.path("model.pt"))
-    write_json(stage.path("trace.json"), [asdict(o) for o in result.trace])
-    np.savez(stage.path("curves.npz"), **result.curves)
+    try:
+        data = TrainData.from_dataset(datamod.dataset_for(task, preset), device)
+        result = search(task, data, config, device, progress)
+        save_model(result.network.cpu(), stage.path("model.pt"))
+        write_json(stage.path("trace.json"), [asdict(o) for o in result.trace])
+        np.savez(stage.path("curves.npz"), **result.curves)
+    except BaseException:
+        stage.abandon()               # the progress folder stays: the next run resumes from it
+        raise
     rec = stage.finish(search_metrics(result), success=result.success, message=result.message)
     progress.clear()
     return rec
