@@ -154,3 +154,20 @@ def weight_blocks(model: RNN) -> list[tuple[str, torch.Tensor]]:
         for i, layer in enumerate(layers, start=start):
             blocks += [(f"{name}{i}", layer.weight.detach().T), (f"{name}{i} bias", layer.bias.detach()[None])]
     return [(name, b.cpu()) for name, b in blocks]
+
+
+def weight_layers(model: RNN) -> list[tuple[str, torch.Tensor, list[str]]]:
+    """Each layer as one augmented matrix (rows = inputs then a bias row ``1``, columns = outputs), named,
+    with row labels: f's first layer reads h_1..h_H then x_1..x_I. For plots and reports."""
+    c = model.config
+    f, g = list(model.hidden_mlp.layers), list(model.output_mlp.layers)
+    out = []
+    for name, layers, first_rows in (("f", f, [f"h{i + 1}" for i in range(c.hidden_dim)]
+                                      + [f"x{i + 1}" for i in range(c.input_dim)]),
+                                     ("g", g, [f"h{i + 1}" for i in range(c.hidden_dim)])):
+        rows = first_rows
+        for i, layer in enumerate(layers):
+            matrix = torch.cat([layer.weight.detach().T, layer.bias.detach()[None]]).cpu()
+            out.append((f"{name} layer {i + 1}", matrix, rows + ["1"]))
+            rows = [f"{name}{i + 1}.{j + 1}" for j in range(layer.weight.shape[0])]
+    return out
