@@ -222,7 +222,8 @@ def linear_stack_forward(p: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Te
     K = torch.stack(K, 1)                                            # (M, T, H, O): k = 0 .. T-1
     kernel = torch.matmul(W_x.unsqueeze(1), K).reshape(M, T * n_in, -1)  # (M, T*I, O)
     drift = torch.matmul(b.unsqueeze(1), K).squeeze(2).cumsum(1)     # (M, T, O): sum_{k<=t} b K_k
-    lag = torch.arange(T)[:, None] - torch.arange(T)[None, :]        # lag[t, k] = t - k
+    steps = torch.arange(T, device=x.device)
+    lag = steps[:, None] - steps[None, :]                            # lag[t, k] = t - k
     toeplitz = x.transpose(0, 1)[lag.clamp(min=0)] * (lag >= 0)[:, :, None, None].to(x.dtype)  # (T, T, B, I)
     toeplitz = toeplitz.permute(0, 2, 1, 3).reshape(1, T * B, T * n_in).expand(M, -1, -1)
     y = torch.bmm(toeplitz, kernel).reshape(M, T, B, -1)
