@@ -678,3 +678,87 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     metrics = ex.metrics | {"n_rows": len(rows), "hidden_dim": model.config.hidden_dim,
                             "train_agreement": agreement}
     return stage.finish(metrics, success=ex.success, message=ex.message)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading the stage back, and pictures of what it found
+
+
+@dataclass
+class ExtractArtifacts:
+    """What the stage left on disk, for the notebook: the record, states.npz, and the states themselves."""
+
+    record: Record
+    states: dict[str, np.ndarray]        # states.npz (``kind`` as a str); empty when the stage was skipped
+    network: RNN | None                  # the simplified network
+    hidden: np.ndarray | None            # its hidden states h_0..h_T on the rows of states.npz
+
+
+def load_artifacts(task: Task, run_dir: Path | None = None, device: str = "cpu") -> ExtractArtifacts:
+    """Read ``runs/<task>/extract/`` and recompute the hidden states the codes describe."""
+    record = require_record(task.id, "extract", run_dir)
+    path = stage_dir(task.id, "extract", run_dir) / "states.npz"
+    model_path = stage_dir(task.id, "simplify", run_dir) / "model.pt"
+    if not path.exists() or not model_path.exists():
+        return ExtractArtifacts(record, {}, None, None)
+    with np.load(path, allow_pickle=False) as f:
+        states = {k: f[k] for k in f.files}
+    states["kind"] = str(states["kind"])
+    model = load_model(model_path, device).eval()
+    return ExtractArtifacts(record, states, model, hidden_states(model, states["x"], device))
+
+
+def principal_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the top two principal directions (2, H) of points (n, H): where to look at a cloud."""
+    mean = points.mean(axis=0)
+    _, _, vh = np.linalg.svd(points - mean, full_matrices=False)
+    axes = np.zeros((2, points.shape[1]))
+    axes[: min(2, len(vh))] = vh[:2]
+    return mean, axes
+
+
+def plot_state_machine(ax, transitions: np.ndarray, outputs: np.ndarray, symbols: np.ndarray,
+                       max_states: int = 12) -> bool:
+    """Draw a Moore machine with matplotlib: states on a circle (label = state / output), one arrow per
+    (state, next state) pair labelled with the inputs that take it. False (nothing drawn) when too big."""
+    from matplotlib.patches import Circle, FancyArrowPatch
+
+    n = len(transitions)
+    if n == 0 or n > max_states:
+        return False
+    angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
+    pos = np.column_stack([np.cos(angle), np.sin(angle)]) * (0 if n == 1 else 1.0)
+    radius = 0.16 if n > 6 else 0.22
+    names = [",".join(str(int(v)) for v in s) for s in symbols]
+    for s in range(n):
+        ax.add_patch(Circle(pos[s], radius, fc="#e8f0fa" if s else "#cde3c6", ec="k", lw=1.2, zorder=3))
+        out = ",".join(str(int(v)) for v in outputs[s])
+        ax.text(*pos[s], f"{s}\ny={out}", ha="center", va="center", fontsize=9, zorder=4)
+    for s in range(n):
+        for t in range(n):
+            labels = [names[i] for i in range(len(symbols)) if transitions[s, i] == t]
+            if not labels:
+                continue
+            text = ",".join(labels) if len(labels) <= 4 else f"{labels[0]}..{labels[-1]} ({len(labels)})"
+            if s == t:                              # a self-loop: a small arc outside the circle
+                out = pos[s] / (np.linalg.norm(pos[s]) or 1.0) if n > 1 else np.array([0.0, 1.0])
+                a, b = pos[s] + radius * (out + np.array([-out[1], out[0]]) * 0.8), \
+                    pos[s] + radius * (out - np.array([-out[1], out[0]]) * 0.8)
+                ax.add_patch(FancyArrowPatch(a, b, connectionstyle="arc3,rad=-1.6", arrowstyle="-|>",
+                                             mutation_scale=12, lw=1, zorder=2))
+                ax.text(*(pos[s] + out * (radius * 2.6)), text, ha="center", va="center", fontsize=8,
+                        color="tab:blue")
+                continue
+            d = pos[t] - pos[s]
+            unit = d / np.linalg.norm(d)
+            a, b = pos[s] + unit * radius, pos[t] - unit * radius
+            ax.add_patch(FancyArrowPatch(a, b, connectionstyle="arc3,rad=0.18", arrowstyle="-|>",
+                                         mutation_scale=12, lw=1, zorder=2))
+            mid = (a + b) / 2 + np.array([unit[1], -unit[0]]) * 0.12
+            ax.text(*mid, text, ha="center", va="center", fontsize=8, color="tab:blue",
+                    bbox={"fc": "white", "ec": "none", "pad": 0.5})
+    ax.set_xlim(-1.6, 1.6)
+    ax.set_ylim(-1.6, 1.6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return True

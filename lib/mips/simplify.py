@@ -21,14 +21,16 @@ recorded before and after. Explained in notebooks/simplify.ipynb.
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, require_record, stage_dir, write_json
 from mips.data import Dataset, dataset_for
@@ -66,7 +68,7 @@ class SimplifyConfig:
     metric_threshold: float = 0.01 # |θ| above this counts as a nonzero weight (the paper's metrics)
     threads: int = 1               # torch intra-op threads while simplifying (tiny matrices: one is fastest)
     seed: int = 0
-    method_version: int = 2        # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 4        # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> SimplifyConfig:
@@ -162,7 +164,7 @@ def l1_sweep(model: RNN, ds: Dataset, cfg: SimplifyConfig, base_accuracy: float,
     1.0 for a perfect network), that ε (0.0 if none), and the curve (ε, accuracy, loss, Σ|θ|, accepted).
     """
     current, chosen, curve = model, 0.0, []
-    for i, eps in enumerate(tqdm(cfg.l1_eps, desc="L1 sweep", leave=False)):
+    for i, eps in enumerate(tqdm(cfg.l1_eps, desc="L1 sweep", leave=False, disable=None)):
         cand, info = finetune(current, ds, cfg.l1_steps, cfg.l1_lr, cfg, l1=eps, min_accuracy=base_accuracy,
                               seed=cfg.seed + i, device=device)
         acc = test_accuracy(cand, ds, device)
@@ -441,6 +443,14 @@ def jordan_basis(W: np.ndarray, eps: float = 0.7, rank_tol: float = 0.02,
     return best
 
 
+def _block_name(b: JordanBlock) -> str:
+    """J2(1.00) for a real block, R(0.50±0.80i) for a rotation pair, V4(…) for an invariant subspace."""
+    lam = f"{b.eigenvalue.real:.2f}"
+    if b.kind == "real":
+        return f"J{b.size}({lam})"
+    return f"{'R' if b.kind == 'complex' else f'V{b.size}'}({lam}±{abs(b.eigenvalue.imag):.2f}i)"
+
+
 def jordan_normalize(model: RNN, eps: float = 0.7, rank_tol: float = 0.02) -> tuple[RNN | None, dict]:
     """Change the hidden basis so that W_hh is in real Jordan normal form (depth-1 update only).
 
@@ -455,7 +465,8 @@ def jordan_normalize(model: RNN, eps: float = 0.7, rank_tol: float = 0.02) -> tu
         T, blocks, dev = jordan_basis(W, eps, rank_tol)
     except np.linalg.LinAlgError as exc:
         return None, {"skipped": f"Jordan basis failed: {exc}"}
-    info = {"blocks": [b.to_dict() for b in blocks], "jordan_deviation": dev,
+    info = {"form": " ⊕ ".join(_block_name(b) for b in blocks), "blocks": [b.to_dict() for b in blocks],
+            "jordan_deviation": dev,
             "eigenvalues": [[float(v.real), float(v.imag)] for v in np.linalg.eigvals(W)]}
     return change_hidden_basis(model, np.linalg.inv(T)), info
 
@@ -545,12 +556,14 @@ def quantize(model: RNN, tol: float = 0.01) -> tuple[RNN, dict]:
 @torch.no_grad()
 def snap_to_integers(model: RNN, accepts: Callable[[RNN], bool], tol: float = 0.5,
                      max_params: int = 400, passes: int = 2) -> tuple[RNN, dict]:
-    """Round the remaining non-integer parameters to their nearest integers, keeping what ``accepts``.
+    """Round the remaining non-integer parameters to integers, keeping what ``accepts`` (the accuracy check).
 
-    First all of them at once (weights that only work together, like a Jordan block's, round together);
-    if that fails, one at a time, closest to an integer first, in up to ``passes`` sweeps. Quantization
-    (within 0.01) is all-or-nothing; this also removes leftover biases (a counter's drift, a delay line's
-    offset) that the network tolerates but that keep its hidden states off an integer lattice.
+    First all at once, to the nearest integers, then with every bias below 1 set to 0 instead (weights of a
+    Jordan block, or small biases that cancel along a delay line, only work together); if neither is
+    accepted, one at a time, closest to an integer first, trying the nearest integer and then the other
+    neighbour, in up to ``passes`` sweeps. Quantization (within 0.01) is all-or-nothing; this removes the
+    leftover biases (a counter's drift, a delay line's offsets) that a perfect network tolerates but that
+    keep its hidden states off an integer lattice.
     """
     new = copy.deepcopy(model)
     params = dict(new.named_parameters())
@@ -564,28 +577,32 @@ def snap_to_integers(model: RNN, accepts: Callable[[RNN], bool], tol: float = 0.
 
     first = candidates()
     saved = {name: p.detach().clone() for name, p in params.items()}
-    for _, name, i in first:
-        params[name].view(-1)[i] = torch.round(params[name].view(-1)[i])
-    if first and accepts(new):
-        return new, {"candidates": len(first), "rounded": len(first), "all_at_once": True, "tried": 1}
-    for name, p in params.items():
-        p.copy_(saved[name])
-    kept, tried = [], 1
+    for variant in ("nearest", "biases to zero"):
+        for _, name, i in first:
+            value = params[name].view(-1)[i]
+            zero = variant == "biases to zero" and name.endswith("bias") and abs(float(value)) < 1
+            params[name].view(-1)[i] = 0.0 if zero else torch.round(value)
+        if first and accepts(new):
+            return new, {"candidates": len(first), "rounded": len(first), "all_at_once": variant, "tried": 1}
+        for name, p in params.items():
+            p.copy_(saved[name])
+    kept, tried = [], 2
     for _ in range(passes):
         changed = False
         for _, name, i in candidates():
             flat = params[name].view(-1)
             old = float(flat[i])
-            flat[i] = round(old)
-            tried += 1
-            if accepts(new):
-                kept.append(f"{name}[{i}]: {old:.4g} -> {round(old)}")
-                changed = True
-            else:
+            for target in (round(old), math.floor(old) if round(old) > old else math.ceil(old)):
+                flat[i] = target
+                tried += 1
+                if accepts(new):
+                    kept.append(f"{name}[{i}]: {old:.4g} -> {target}")
+                    changed = True
+                    break
                 flat[i] = old
         if not changed:
             break
-    return new, {"candidates": len(first), "rounded": len(kept), "all_at_once": False, "tried": tried,
+    return new, {"candidates": len(first), "rounded": len(kept), "all_at_once": "", "tried": tried,
                  "roundings": kept[:50]}
 
 
@@ -767,6 +784,8 @@ def _simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> Simp
     model, eps, curve = l1_sweep(model, ds, cfg, base, device)
     model, steps = hammer(model, ds, cfg, base, device)
     model, retrain = retrain_frozen_zeros(model, ds, cfg, base, device)
+    steps.append(NormalizerStep("retrain", "applied" if retrain["accepted"] else "reverted",
+                                retrain["test_accuracy"], None, {"frozen_zeros": retrain["frozen_zeros"]}))
     x_probe = torch.as_tensor(ds.x_test[: cfg.eval_rows]).float().to(device)
     if retrain["accepted"]:
         model, step = apply_checked(model, "quantize_after_retrain", lambda m: quantize(m, cfg.quantize_tol),
@@ -826,3 +845,25 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     else:
         message = ""
     return stage.finish(metrics, success=search.success and acc == 1.0, message=message)
+
+
+@dataclass
+class SimplifyArtifacts:
+    """What the stage left on disk, for the notebook: the record, both networks and before_after.json."""
+
+    record: Record
+    network_before: RNN | None
+    network_after: RNN | None
+    report: dict
+
+
+def load_artifacts(task: Task, run_dir: Path | None = None, device: str = "cpu") -> SimplifyArtifacts:
+    """Read ``runs/<task>/simplify/`` and the search's network it started from (None where missing)."""
+    record = require_record(task.id, "simplify", run_dir)
+    folder = stage_dir(task.id, "simplify", run_dir)
+    before = stage_dir(task.id, "search", run_dir) / "model.pt"
+    report = folder / "before_after.json"
+    return SimplifyArtifacts(record,
+                             load_model(before, device) if before.exists() else None,
+                             load_model(folder / "model.pt", device) if (folder / "model.pt").exists() else None,
+                             json.loads(report.read_text()) if report.exists() else {})
