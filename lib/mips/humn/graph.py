@@ -89,8 +89,8 @@ def graph_config(preset: str = "full") -> GraphConfig:
     if preset == "full":
         return GraphConfig()
     if preset == "smoke":
-        return GraphConfig(n_walks=800, n_random_per_pair=1, n_updates=300, n_random_trials=20,
-                           kernel=SlotKernelConfig(hidden_dim=64, lr=3e-3, lse_weight=0.1))
+        return GraphConfig(n_walks=800, n_random_per_pair=1, n_updates=150, batch_size=64, n_random_trials=20,
+                           kernel=SlotKernelConfig(hidden_dim=32, lr=3e-3, lse_weight=0.1))
     raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
 
 
