@@ -232,12 +232,12 @@ def test_snapping_rounds_coupled_weights_together_and_keeps_only_what_the_check_
     set_layer(exact.hidden_mlp.layers[0], [[1, 0, 1], [1, 1, 0]], [0, 0])
     set_layer(exact.output_mlp.layers[0], [[0, 1]], [0])
     new, info = S.snap_to_integers(model, lambda m: torch.equal(torch.round(m(x)), torch.round(exact(x))))
-    assert info["all_at_once"] == "nearest" and info["rounded"] == 8                 # every non-integer parameter
+    assert info["mode"] == "all at once (nearest)" and info["rounded"] == 8       # every non-integer parameter
     assert_same_function(new, exact, x, atol=0)
     # a check that refuses any rounding of the output bias keeps it and rounds the others one by one
     refuse = lambda m: abs(m.output_mlp.layers[0].bias.item() + 0.2) < 1e-9
     new, info = S.snap_to_integers(model, refuse)
-    assert not info["all_at_once"] and new.output_mlp.layers[0].bias.item() == pytest.approx(-0.2, abs=1e-12)
+    assert info["mode"] == "one at a time" and new.output_mlp.layers[0].bias.item() == pytest.approx(-0.2, abs=1e-12)
     assert new.output_mlp.layers[0].weight.detach()[0, 1] == 1.0
     assert new.hidden_mlp.layers[0].weight.detach()[0, 0] == 1.0
 
@@ -265,5 +265,5 @@ def test_snapping_zeroes_small_biases_that_only_cancel_together():
     x = torch.as_tensor(np.random.default_rng(0).integers(0, 100, (256, 10, 1))).double()
     target = torch.round(model(x))
     new, info = S.snap_to_integers(model, lambda m: torch.equal(torch.round(m(x)), target))
-    assert info["all_at_once"] == "biases to zero"
+    assert info["mode"] == "all at once (biases to zero)"
     assert all(p.abs().sum() == 0 for n, p in new.named_parameters() if n.endswith("bias"))

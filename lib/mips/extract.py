@@ -279,7 +279,8 @@ class IntegerLattice:
                 B = gens[:1].copy()
                 gens = gens[1:]
         if len(B) < k:
-            return None, f"the differences span only {len(B)} of {k} dimensions"
+            return None, (f"the state differences that stand out of the noise span only {len(B)} of the {k} "
+                          "dimensions of the states")
         return B, ""
 
     @staticmethod

@@ -49,7 +49,7 @@ MAX_WEIGHT = 1e4          # a normalizer producing a larger weight is reverted (
 class SimplifyConfig:
     """Budgets and tolerances of hammering. The defaults are the ``full`` preset (about a minute on a CPU)."""
 
-    l1_eps: tuple[float, ...] = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1)
+    l1_eps: tuple[float, ...] = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0)  # the paper's
     l1_steps: int = 400            # fine-tuning steps per ε (continued from the previous ε)
     l1_lr: float = 1e-3
     retrain_steps: int = 1000      # post-hammer retraining with exact zeros frozen
@@ -68,7 +68,7 @@ class SimplifyConfig:
     metric_threshold: float = 0.01 # |θ| above this counts as a nonzero weight (the paper's metrics)
     threads: int = 1               # torch intra-op threads while simplifying (tiny matrices: one is fastest)
     seed: int = 0
-    method_version: int = 4        # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 5        # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> SimplifyConfig:
@@ -583,7 +583,7 @@ def snap_to_integers(model: RNN, accepts: Callable[[RNN], bool], tol: float = 0.
             zero = variant == "biases to zero" and name.endswith("bias") and abs(float(value)) < 1
             params[name].view(-1)[i] = 0.0 if zero else torch.round(value)
         if first and accepts(new):
-            return new, {"candidates": len(first), "rounded": len(first), "all_at_once": variant, "tried": 1}
+            return new, {"candidates": len(first), "rounded": len(first), "mode": f"all at once ({variant})"}
         for name, p in params.items():
             p.copy_(saved[name])
     kept, tried = [], 2
@@ -602,7 +602,7 @@ def snap_to_integers(model: RNN, accepts: Callable[[RNN], bool], tol: float = 0.
                 flat[i] = old
         if not changed:
             break
-    return new, {"candidates": len(first), "rounded": len(kept), "all_at_once": "", "tried": tried,
+    return new, {"candidates": len(first), "rounded": len(kept), "mode": "one at a time", "tried": tried,
                  "roundings": kept[:50]}
 
 
