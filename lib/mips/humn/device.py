@@ -127,5 +127,11 @@ def _error(exc: BaseException) -> str:
 
 
 def _check(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
-    if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
-        raise ArithmeticError(f"{name} computed a different result from eager SELU")
+    """A compiled variant must agree with eager SELU within 1e-4.
+
+    Not bit for bit: a compiler may evaluate ``exp(x) - 1`` as ``expm1(x)``, which differs near 0 by a
+    rounding error that each further SELU (slope about 1.76 there) amplifies.
+    """
+    if not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+        err = (got - want).abs().max().item()
+        raise ArithmeticError(f"{name} differs from eager SELU by up to {err:.2e} (more than 1e-4)")

@@ -41,7 +41,7 @@ def draw_graph(ax: Axes, adj: np.ndarray, pos: np.ndarray, start: int, paths: Se
     ax.set_aspect("equal")
     ax.axis("off")
     if labels:
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False, ncol=2)
 
 
 def draw_cartpole(ax: Axes, state: np.ndarray, x_limit: float = 2.4, pole_length: float = 1.0,
