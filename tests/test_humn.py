@@ -177,6 +177,8 @@ def test_graph_stage_table_planner_matches_dijkstra_and_is_cached(tmp_path):
             steps = zip(t.path[:-1], t.path[1:], strict=True)
             assert not t.reached or (t.path[0] == 0 and t.path[-1] == t.goal
                                      and all(result.adjacency[a, b] for a, b in steps))
+    full_stack = result.ablation["table"][str(config.n_layers)]
+    assert full_stack == {m: result.average("table", m) for m in graph.MODES}   # cutting nothing changes nothing
     again = graph.run(config=config, run_dir=tmp_path, progress=False)
     assert again.record.key == result.record.key and again.record.created == result.record.created
 

@@ -74,6 +74,7 @@ class GraphConfig:
     kernel: SlotKernelConfig = field(default_factory=lambda: SlotKernelConfig(lr=3e-3, lse_weight=0.1))
     n_random_trials: int = 200     # random-walk baseline: walks per goal
     planners: tuple[str, ...] = PLANNERS
+    ablate_layers: bool = True     # also evaluate each planner with only its lowest 1, 2, ... layers
 
     def __post_init__(self) -> None:
         if isinstance(self.kernel, dict):
@@ -277,6 +278,12 @@ def evaluate_think(model: HUMN, adj: np.ndarray, start: int, goals: Sequence[int
     return trials
 
 
+def lower_layers(model: HUMN, n_layers: int) -> HUMN:
+    """The same planner with only its lowest ``n_layers`` layers: the top one kept is handed the final goal."""
+    return HUMN(model.cortices[:n_layers], [Hippocampus(h.context_length) for h in model.hippocampi[:n_layers]],
+                model.algebra)
+
+
 def random_walk_lengths(adj: np.ndarray, start: int, goals: Sequence[int], max_steps: int, n_trials: int,
                         seed: int) -> np.ndarray:
     """The random planner: per goal, the mean length of ``n_trials`` walks (without revisits) until it is hit."""
@@ -306,6 +313,7 @@ class GraphResult:
     losses: dict[str, list[list[float]]]        # planner -> layer -> loss per update
     n_examples: dict[str, list[int]]            # planner -> examples per layer
     train_seconds: dict[str, float]
+    ablation: dict[str, dict[str, dict[str, float]]]  # planner -> layers kept ("1", "2", ...) -> mode -> average
     record: Record
 
     def average(self, planner: str, mode: str) -> float:
@@ -330,7 +338,7 @@ class GraphResult:
         trials = {p: {m: [Trial(**t) for t in ts] for m, ts in modes.items()} for p, modes in data["trials"].items()}
         return cls(data["config"], arrays["adjacency"], arrays["distances"], trials, arrays["random_lengths"],
                    arrays["dijkstra_lengths"], data["losses"], data["n_examples"], data["train_seconds"],
-                   Record.load(folder / "record.json"))
+                   data.get("ablation", {}), Record.load(folder / "record.json"))
 
 
 def run(preset: str = "full", run_dir: Path | str | None = None, device: str = "cpu",
@@ -368,7 +376,7 @@ def _compute(config: GraphConfig, stage: StageRun, device: str, progress: bool) 
                "table_walks": lambda: walks, "skip": lambda: walks, "entropy": lambda: walks}
     pivots_of = {"table": skip, "table_walks": skip, "skip": skip, "entropy": stats.pivots}
 
-    trials, losses, n_examples, seconds = {}, {}, {}, {}
+    trials, losses, n_examples, seconds, ablation = {}, {}, {}, {}, {}
     for kind in c.planners:
         t0 = time.time()
         examples = layer_examples(data_of[kind](), c.n_nodes, c.n_layers, pivots_of[kind], c.max_steps,
@@ -382,6 +390,14 @@ def _compute(config: GraphConfig, stage: StageRun, device: str, progress: bool) 
                                                     device)}
         log.info("%s: trained in %.1fs; react %.2f, think %.2f", kind, seconds[kind],
                  np.mean([t.length for t in trials[kind]["react"]]), np.mean([t.length for t in trials[kind]["think"]]))
+        if c.ablate_layers:
+            ablation[kind] = {}
+            for depth in range(1, c.n_layers + 1):
+                lower = lower_layers(model, depth)
+                with torch.no_grad():
+                    runs = {"react": evaluate_react(lower, adj, c.start, goals, c.max_steps, device),
+                            "think": evaluate_think(lower, adj, c.start, goals, c.max_steps, c.max_sub_steps, device)}
+                ablation[kind][str(depth)] = {m: float(np.mean([t.length for t in ts])) for m, ts in runs.items()}
         if hasattr(model.cortices[0].kernel, "state_dict"):
             torch.save([cx.kernel.state_dict() for cx in model.cortices], stage.path(f"kernels_{kind}.pt"))
 
@@ -391,6 +407,7 @@ def _compute(config: GraphConfig, stage: StageRun, device: str, progress: bool) 
              dijkstra_lengths=dijkstra_lengths)
     write_json(stage.path("results.json"), {
         "config": asdict(c), "losses": losses, "n_examples": n_examples, "train_seconds": seconds,
+        "ablation": ablation,
         "trials": {k: {m: [asdict(t) for t in ts] for m, ts in v.items()} for k, v in trials.items()}})
     metrics = {"random_average": float(random_lengths.mean()), "dijkstra_average": float(dijkstra_lengths.mean())}
     for kind in c.planners:
