@@ -60,22 +60,38 @@ def test_whitening_keeps_the_function_and_whitens(config):
     np.testing.assert_allclose(h.T @ h / len(h), np.eye(4), atol=1e-8)   # uncentered second moment = I
 
 
-def test_jordan_and_toeplitz_keep_the_function_of_a_linear_rnn():
-    model, x = random_rnn(LINEAR), inputs(LINEAR)
+def spring_like_rnn() -> RNN:
+    """A linear RNN whose recurrence is a 60° rotation pair (Newton_Spring's) and a Jordan block, in a random
+    basis, with random input and output weights."""
+    J = np.zeros((4, 4))
+    J[:2, :2] = [[0.5, np.sqrt(3) / 2], [-np.sqrt(3) / 2, 0.5]]
+    J[2:, 2:] = [[1.0, 1.0], [0.0, 1.0]]
+    rng = np.random.default_rng(4)
+    P = rng.normal(size=(4, 4))
+    model = random_rnn(LINEAR)
+    set_layer(model.hidden_mlp.layers[0], np.hstack([P @ J @ np.linalg.inv(P), rng.normal(size=(4, 2))]),
+              rng.normal(size=4))
+    return model
+
+
+@pytest.mark.parametrize("form", ["companion", "rotation"])
+def test_jordan_and_toeplitz_keep_the_function_of_a_linear_rnn(form):
+    model, x = spring_like_rnn(), inputs(LINEAR)
     jnf, info = S.jordan_normalize(model)
     assert_same_function(model, jnf, x)
-    assert info["jordan_deviation"] < 1e-8
+    assert info["jordan_deviation"] < 1e-8 and info["form"] == "J2(1.00) ⊕ R(0.50±0.87i)"
     blocks = [S.JordanBlock(b["start"], b["size"], b["kind"], complex(*b["eigenvalue"])) for b in info["blocks"]]
-    toe, _ = S.toeplitz_normalize(jnf, blocks)
+    toe, _ = S.toeplitz_normalize(jnf, blocks, complex_form=form)
     assert_same_function(model, toe, x)
-    W = S.recurrent_matrix(toe)
-    np.testing.assert_allclose(W, S.jordan_matrix(blocks, 4), atol=1e-8)   # still in Jordan form
-    X = S.input_matrix(toe)
-    for b in blocks:                                    # each driven block now gets a unit input vector
-        rows = X[b.start:b.start + b.size]
-        col = np.argmax(np.abs(rows[-1] if b.kind == "real" else np.linalg.norm(rows, axis=0)))
-        unit = np.eye(b.size)[-1 if b.kind == "real" else 0]
-        np.testing.assert_allclose(rows[:, col], unit, atol=1e-8)
+    W, X = S.recurrent_matrix(toe), S.input_matrix(toe)
+    np.testing.assert_allclose(W[:2, :2], [[1, 1], [0, 1]], atol=1e-8)        # still a Jordan block...
+    col = np.argmax(np.abs(X[1]))
+    np.testing.assert_allclose(X[:2, col], [0, 1], atol=1e-8)                  # ...driven through e_last
+    rotation = [[0.5, np.sqrt(3) / 2], [-np.sqrt(3) / 2, 0.5]]
+    expected = [[0, -1], [1, 1]] if form == "companion" else rotation          # companion: [[0, -det], [1, tr]]
+    np.testing.assert_allclose(W[2:, 2:], expected, atol=1e-8)
+    col = np.argmax(np.linalg.norm(X[2:], axis=0))
+    np.testing.assert_allclose(X[2:, col], [1, 0], atol=1e-8)                  # and the pair through e_1
 
 
 def test_jordan_form_is_skipped_for_a_nonlinear_update():

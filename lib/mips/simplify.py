@@ -61,6 +61,7 @@ class SimplifyConfig:
     whiten_eps: float = 0.1        # second-moment eigenvalues below this are left unscaled
     jnf_eps: float = 0.7           # eigenvalues closer than this may form one Jordan block
     jnf_rank_tol: float = 0.02     # singular values below this count as zero when building Jordan chains
+    complex_form: str = "companion"  # complex pairs after Toeplitz: "companion" (integer-friendly) or "rotation"
     debias_eps: float = 0.1        # singular values of the recurrent read matrix treated as zero
     quantize_tol: float = 0.01     # parameters this close to an integer are rounded to it
     snap_tol: float = 0.5          # after retraining, every parameter this close to an integer is tried there
@@ -68,7 +69,7 @@ class SimplifyConfig:
     metric_threshold: float = 0.01 # |θ| above this counts as a nonzero weight (the paper's metrics)
     threads: int = 1               # torch intra-op threads while simplifying (tiny matrices: one is fastest)
     seed: int = 0
-    method_version: int = 5        # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 6        # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> SimplifyConfig:
@@ -354,7 +355,7 @@ def _jordan_basis_at(W: np.ndarray, lams: np.ndarray, tol: float,
     """Real Jordan basis T (columns) with eigenvalues grouped at ``tol``, or None if a group fails."""
     H = len(W)
     groups = _cluster_eigenvalues(lams, tol)
-    groups.sort(key=lambda g: (-abs(lams[g].mean()), -lams[g].mean().real, -lams[g].mean().imag))
+    groups.sort(key=lambda g: (-round(abs(lams[g].mean()), 6), -round(lams[g].mean().real, 6)))
     cols: list[np.ndarray] = []
     blocks: list[JordanBlock] = []
     for g in groups:
@@ -477,17 +478,23 @@ def _driving_column(rows: np.ndarray, min_entry: float) -> int:
     return int(np.argmax(norms[:-1])) if norms[:-1].max() > min_entry else len(norms) - 1
 
 
-def toeplitz_normalize(model: RNN, blocks: list[JordanBlock], min_entry: float = 1e-4) -> tuple[RNN | None, dict]:
+def toeplitz_normalize(model: RNN, blocks: list[JordanBlock], min_entry: float = 1e-4,
+                       complex_form: str = "companion") -> tuple[RNN | None, dict]:
     """Normalize each Jordan block's input weights to a unit vector with a matrix that commutes with it.
 
     For a real block the commuting matrices are upper-triangular Toeplitz T = Σ c_j N^j; choosing T's last
     column equal to the input column with the largest entry in the block's last row gives T⁻¹ x = e_last
-    (the bias plays the input's role for a block that no input drives, e.g. a clock).
-    For a complex block [[a, b], [−b, a]] the commuting matrices are [[c, d], [−d, c]] and T⁻¹ x = e_1.
-    So W_hh stays in Jordan form while each block's input enters with weight 1.
+    (the bias plays the input's role for a block that no input drives, e.g. a clock), and W_hh stays in
+    Jordan form. For a complex pair [[a, b], [−b, a]], ``complex_form="rotation"`` (the paper's) uses the
+    commuting [[c, d], [−d, c]], keeping the rotation; ``"companion"`` (ours) uses the basis (x, Bx), which
+    turns the block into its companion matrix [[0, −det], [1, trace]]: integers whenever the pair's trace and
+    determinant are (a rotation by 60° has irrational entries but trace 1 and determinant 1).
     """
+    if complex_form not in ("companion", "rotation"):
+        raise ValueError(f"complex_form must be 'companion' or 'rotation', got {complex_form!r}")
     if recurrent_matrix(model) is None or not blocks:
         return None, {"skipped": "needs a depth-1 update in Jordan form"}
+    W = recurrent_matrix(model)
     X = np.column_stack([input_matrix(model), model.hidden_mlp.layers[0].bias.detach().double().cpu().numpy()])
     H = model.config.hidden_dim
     T, chosen = np.eye(H), []
@@ -502,18 +509,19 @@ def toeplitz_normalize(model: RNN, blocks: list[JordanBlock], min_entry: float =
             T[s, s] = sum(x[b.size - 1 - j] * np.eye(b.size, k=j) for j in range(b.size))
         elif b.kind == "complex":
             col = _driving_column(X[s], min_entry)
-            c, d = X[b.start, col], -X[b.start + 1, col]
-            if np.hypot(c, d) <= min_entry:
+            x = X[s, col]
+            if np.linalg.norm(x) <= min_entry:
                 chosen.append(None)
                 continue
-            T[s, s] = [[c, d], [-d, c]]
+            T[s, s] = np.column_stack([x, W[s, s] @ x]) if complex_form == "companion" else \
+                [[x[0], -x[1]], [x[1], x[0]]]
         else:
             chosen.append(None)
             continue
         chosen.append(col)
     names = [f"x{i}" for i in range(X.shape[1] - 1)] + ["bias"]
     return change_hidden_basis(model, np.linalg.inv(T)), {
-        "input_column": [None if c is None else names[c] for c in chosen]}
+        "input_column": [None if c is None else names[c] for c in chosen], "complex_form": complex_form}
 
 
 @torch.no_grad()
@@ -752,7 +760,7 @@ def hammer(model: RNN, ds: Dataset, cfg: SimplifyConfig, base_accuracy: float,
     jnf = steps[-1]
     blocks = [JordanBlock(b["start"], b["size"], b["kind"], complex(*b["eigenvalue"]))
               for b in jnf.info.get("blocks", [])] if jnf.status == "applied" else []
-    run("toeplitz", lambda m: toeplitz_normalize(m, blocks) if blocks else
+    run("toeplitz", lambda m: toeplitz_normalize(m, blocks, complex_form=cfg.complex_form) if blocks else
         (None, {"skipped": "the Jordan form step was not applied"}))
     run("debias", lambda m: debias(m, cfg.debias_eps))
     run("quantize", lambda m: quantize(m, cfg.quantize_tol))
