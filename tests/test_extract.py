@@ -213,3 +213,16 @@ def test_behavioural_grouping_splits_only_on_conflicts():
     block = E.behavioural_partition(triples, pairs, 4, 2, max_states=8)
     assert block[0] != block[1] and block[2] == block[3]
     assert E.behavioural_partition(triples, pairs, 4, 2, max_states=2) is None   # needs three groups
+
+
+def test_state_merging_fills_holes_from_similar_states():
+    # two half-seen copies of the parity machine: one copy saw only input 0, the other only input 1
+    transitions = np.array([[0, -1], [1, -1], [-1, 3], [-1, 2]])
+    outputs = np.array([0, 1, 0, 1])
+    start = E.minimize_moore(transitions, outputs[:, None])
+    assert start.max() == 3                                          # unseen kept apart: nothing merges
+    block = E.merge_states(transitions, outputs, start)
+    assert block[0] == block[2] and block[1] == block[3] and block[0] != block[1]
+    # a conflict on a seen transition forbids the merge
+    conflicting = np.array([[0, 1], [1, 0], [2, 2], [3, 3]])
+    assert E.merge_states(conflicting, outputs, E.minimize_moore(conflicting, outputs[:, None])).max() == 3

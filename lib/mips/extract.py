@@ -52,9 +52,10 @@ class ExtractConfig:
     max_denominator: int = 64       # largest refinement of the lattice accepted (index over the first basis)
     max_states: int = 256           # largest state machine considered
     cluster_sample: int = 4000      # distinct states clustered directly; the rest join their nearest
+    merge_unseen: bool = True       # minimize treating never-seen transitions as don't-cares (else: distinct)
     dl_eps: float = 1e-2            # resolution of the residual term of the description length
     seed: int = 0
-    method_version: int = 2         # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 4         # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> ExtractConfig:
@@ -62,7 +63,7 @@ class ExtractConfig:
         if preset == "full":
             return cls()
         if preset == "smoke":
-            return cls(n_rows=2_000, cluster_sample=1000)
+            return cls(n_rows=2_000)
         raise ValueError(f"unknown preset {preset!r}; choose 'smoke' or 'full'")
 
 
@@ -327,11 +328,17 @@ class StateMachine:
     row by row), ``centers_`` (n_states, H), ``symbols_`` (n_symbols, I) the input vectors seen,
     ``transitions_`` (n_states, n_symbols) next state (-1 = never seen) and ``outputs_`` (n_states, O);
     ``cluster_labels_`` / ``cluster_centers_`` are the clusters before minimization.
+
+    Minimization first merges states with equal outputs whose transitions lead to merged states; with
+    ``merge_unseen`` it then also merges states whose *observed* behaviour never conflicts (a transition
+    never seen is a don't-care), which fills gaps of the table from the data of similar states. The machine
+    stays consistent with every transition seen; the verifier judges it on unseen data.
     """
 
     def __init__(self, resolution: float = 1e-9, max_states: int = 256, cluster_sample: int = 4000,
-                 seed: int = 0):
+                 merge_unseen: bool = True, seed: int = 0):
         self.resolution = resolution
+        self.merge_unseen = merge_unseen
         self.max_states = max_states
         self.cluster_sample = cluster_sample
         self.seed = seed
@@ -405,6 +412,8 @@ class StateMachine:
         outputs = np.zeros((n_lab, out.shape[1]), dtype=np.int64)
         outputs[labels.reshape(-1)] = out
         block = minimize_moore(trans, outputs)
+        if self.merge_unseen:
+            block = merge_states(trans, row_ids(outputs), block)
         labels = block[labels]
         _, first = np.unique(labels.reshape(-1), return_index=True)
         rank = np.empty(len(first), dtype=np.int64)
@@ -459,6 +468,65 @@ def behavioural_partition(triples: np.ndarray, pairs: np.ndarray, n_points: int,
                 block[members[targets == side]] = next_id
                 next_id += 1
     return None
+
+
+def merge_states(transitions: np.ndarray, outputs: np.ndarray, block: np.ndarray,
+                 max_work: int = 3_000_000) -> np.ndarray:
+    """Greedy state merging with don't-cares: merge two states when their outputs agree and, following the
+    transitions both have seen, every pair of successors can be merged too (a transition seen from only one
+    of them is kept). The machine stays consistent with every transition seen, and gets smaller tables with
+    fewer holes. ``block`` (a partition of the states, e.g. minimize_moore's) is the starting point; skipped
+    (``block`` returned) when states² × symbols exceeds ``max_work``.
+    """
+    n_blocks, n_sym = int(block.max()) + 1, transitions.shape[1]
+    if n_blocks ** 2 * n_sym > max_work:
+        return block
+    trans = np.full((n_blocks, n_sym), -1, dtype=np.int64)
+    seen = transitions >= 0
+    rows, cols = np.nonzero(seen)
+    trans[block[rows], cols] = block[transitions[rows, cols]]
+    out = np.zeros(n_blocks, dtype=np.int64)
+    out[block] = outputs
+    parent = list(range(n_blocks))
+
+    def find(uf, a):
+        while uf[a] != a:
+            uf[a] = uf[uf[a]]
+            a = uf[a]
+        return a
+
+    def try_merge(a: int, b: int) -> list[int] | None:
+        uf, rows_of = parent.copy(), {}
+        queue = [(a, b)]
+        while queue:
+            p, q = (find(uf, v) for v in queue.pop())
+            if p == q:
+                continue
+            if out[p] != out[q]:
+                return None
+            rp, rq = rows_of.get(p, trans[p]), rows_of.get(q, trans[q])
+            merged = rp.copy()
+            for sym in range(n_sym):
+                if rq[sym] >= 0:
+                    if merged[sym] < 0:
+                        merged[sym] = rq[sym]
+                    elif find(uf, merged[sym]) != find(uf, rq[sym]):
+                        queue.append((merged[sym], rq[sym]))
+            uf[q] = p
+            rows_of[p] = merged
+        for r, row in rows_of.items():
+            trans[r] = row
+        return uf
+
+    for b in range(1, n_blocks):
+        for a in range(b):
+            if find(parent, a) == a and find(parent, b) == b and out[a] == out[b]:
+                uf = try_merge(a, b)
+                if uf is not None:
+                    parent = uf
+                    break
+    roots = np.array([find(parent, v) for v in range(n_blocks)])
+    return np.unique(roots, return_inverse=True)[1].reshape(-1)[block]
 
 
 def minimize_moore(transitions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -589,7 +657,8 @@ def extract_states(states: np.ndarray, x: np.ndarray, outputs: np.ndarray, cfg: 
     flat_out = outputs.reshape(-1, outputs.shape[-1])
     lat = IntegerLattice(cfg.resolution, cfg.rank_tol, cfg.gap_ratio, cfg.lattice_tol, cfg.max_denominator)
     lat.fit(states)
-    fsm = StateMachine(cfg.resolution, cfg.max_states, cfg.cluster_sample, cfg.seed).fit(states, x, outputs)
+    fsm = StateMachine(cfg.resolution, cfg.max_states, cfg.cluster_sample, cfg.merge_unseen, cfg.seed)
+    fsm.fit(states, x, outputs)
     metrics: dict = {"description_length_lattice": None, "description_length_fsm": None,
                      "lattice_consistent": False, "fsm_consistent": bool(fsm.success_)}
     z_lat = z_fsm = None
