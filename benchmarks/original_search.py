@@ -90,7 +90,11 @@ class FastTensorDataLoader:
         self.n = len(tensors[0])
 
     def __iter__(self):
-        self.data = [t[torch.randperm(self.n)] for t in self.tensors] if self.shuffle else self.tensors
+        if self.shuffle:
+            order = torch.randperm(self.n)                 # one permutation for x and y together
+            self.data = [t[order] for t in self.tensors]
+        else:
+            self.data = self.tensors
         self.i = 0
         return self
 
