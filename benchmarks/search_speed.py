@@ -122,8 +122,8 @@ def throughput(batch_sizes=(256, 4096), n_steps: int = 30) -> None:
         one_by_one = sum(timed(stack_step([m])) for m in members)
         modules = sum(timed(module_step(m.config, m.seed)) for m in members)
         print(f"  batch {B:>5}: window stacked (padded) {seq / padded:>11,.0f}   "
-              f"one at a time {seq / one_by_one:>11,.0f}   original's module loop {seq / modules:>11,.0f}   batching gain {one_by_one / padded:.1f}x",
-              flush=True)
+              f"one at a time {seq / one_by_one:>11,.0f}   original's module loop {seq / modules:>11,.0f}   "
+              f"batching gain {one_by_one / padded:.1f}x", flush=True)
         one = timed(stack_step(same[:1])) * len(same)
         print(f"  batch {B:>5}: {len(same)} x {window[-1].label()} stacked {seq / batched:>11,.0f}   one at a time "
               f"{seq / one:>11,.0f}   batching gain {one / batched:.1f}x", flush=True)
