@@ -499,12 +499,12 @@ def train_stack(members: Sequence[Member], data: TrainData, config: TrainConfig,
     {member index: reason}, e.g. the other seeds of an architecture that just succeeded. ``on_finish(results)``
     hears about members as they leave the stack, with their records complete. Returns one result per member.
     """
-    with _intra_op_threads(config.threads):
+    with intra_op_threads(config.threads):
         return _train_stack(members, data, config, device, stop_rule, on_finish)
 
 
 @contextlib.contextmanager
-def _intra_op_threads(n: int):
+def intra_op_threads(n: int):
     """Set torch's intra-op thread count for a block (0 leaves it), then restore it."""
     before = torch.get_num_threads()
     if n:
@@ -514,6 +514,9 @@ def _intra_op_threads(n: int):
     finally:
         if n:
             torch.set_num_threads(before)
+
+
+_intra_op_threads = intra_op_threads      # the name mips.simplify imports
 
 
 def _train_stack(members, data, config, device, stop_rule, on_finish) -> list[TrainResult]:
