@@ -278,3 +278,11 @@ def test_transformer_free_run_equals_token_by_token_generation():
             seq[:, t + 1] = torch.where(free[:, t + 1], pred, seq[:, t + 1])
         slow = model(seq, teacher_force=True).argmax(-1)
     assert torch.equal(fast, slow)
+
+
+def test_searches_that_differ_only_in_budget_get_their_own_folders():
+    cfg = das.DASConfig(intervention=Intervention(subspace_dim=8))
+    same = das.run_name([SMALL], das.DASConfig(intervention=Intervention(subspace_dim=8)))
+    assert das.run_name([SMALL], cfg) == same
+    assert das.run_name([SMALL], das.DASConfig(intervention=Intervention(subspace_dim=8), max_steps=7)) != same
+    assert das.run_name([SMALL, SMALL], cfg).startswith("mas-")

@@ -26,7 +26,7 @@ import torch
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-from mips.artifacts import Record, StageRun
+from mips.artifacts import Record, StageRun, stable_hash
 from mips.das import training
 from mips.das.causal_models import get_causal_model
 from mips.das.counterfactuals import PairSet, make_pairs
@@ -330,9 +330,13 @@ def by_phase(pairs: PairSet, correct: np.ndarray) -> dict[str, float]:
 
 
 def run_name(model_cfgs: list[TrainConfig], cfg: DASConfig) -> str:
-    """The stage folder: ``das-<model>-<causal model>-<intervention>`` (``mas-<m0>-vs-<m1>-...`` for MAS)."""
+    """The stage folder: ``das-<model>-<causal model>-<intervention>-<hash>`` (``mas-<m0>-vs-<m1>-...``).
+
+    The hash of the whole configuration keeps searches that differ only in budget or pairs apart.
+    """
     models = "-vs-".join(m.name.removeprefix("model-") for m in model_cfgs)
-    return f"{'mas' if len(model_cfgs) > 1 else 'das'}-{models}-{cfg.causal_model}-{cfg.intervention.label}"
+    digest = stable_hash({"models": [asdict(m) for m in model_cfgs], "das": asdict(cfg)}, 8)
+    return f"{'mas' if len(model_cfgs) > 1 else 'das'}-{models}-{cfg.causal_model}-{cfg.intervention.label}-{digest}"
 
 
 def run(model_cfgs: list[TrainConfig] | TrainConfig, cfg: DASConfig, run_dir=None, device: str = "cpu",
