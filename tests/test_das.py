@@ -13,7 +13,7 @@ import torch
 from mips.das import das, training
 from mips.das.alignment import ALIGNMENTS, Alignment
 from mips.das.causal_models import CountUpDown, get_causal_model
-from mips.das.counterfactuals import make_pairs
+from mips.das.counterfactuals import make_pairs, shared_pairs
 from mips.das.interventions import Interchange, Intervention
 from mips.das.models import ModelConfig, Patch, build_model
 from mips.das.tasks import HOLD_OUTS, get_numeric_task, make_sequences
@@ -123,6 +123,16 @@ def test_upup_demo_count_swap_keeps_the_targets_responses():
         want = max(pairs.src_values[r, names.index("demo_count")] - resp_after_swap_token, 0)
         assert (cont == task.response_id).sum() == want
     assert seen > 50
+
+
+def test_shared_pairs_counts_coincidences():
+    task = get_numeric_task("MultiObject")
+    cm = get_causal_model("updown", task)
+    a = make_pairs(make_sequences(task, 100, seed=7, hold_outs=()), cm, ("full",), 100, seed=8)
+    b = make_pairs(make_sequences(task, 100, seed=9, hold_outs=()), cm, ("full",), 100, seed=10)
+    assert shared_pairs(a, a) == len(a)
+    assert shared_pairs(a.subset(np.arange(30)), a) == 30
+    assert shared_pairs(a, b) < 10
 
 
 def test_pairs_reject_unknown_variables():

@@ -128,3 +128,19 @@ def make_pairs(data: TokenData, cm: CausalModel, variables: tuple[str, ...] = ("
                     np.array(var_idx), np.array(src_vals, dtype=np.float64), np.array(trg_vals, dtype=np.float64),
                     tuple(variables), names)
     return pairs.subset(order)
+
+
+def _pair_key(p: PairSet, i: int, pad_id: int = 0) -> tuple:
+    src, cf = p.src_tokens[i], p.cf_tokens[i]
+    return (src[src != pad_id].tobytes(), int(p.src_pos[i]), cf[cf != pad_id].tobytes(), int(p.trg_pos[i]),
+            int(p.variable[i]))
+
+
+def shared_pairs(a: PairSet, b: PairSet) -> int:
+    """How many pairs of ``a`` also occur in ``b`` (same source, positions, swap and counterfactual).
+
+    Pools are drawn independently, and short sequences repeat by chance, so a held-out set can share a few
+    pairs with the training set; the notebooks report how many.
+    """
+    seen = {_pair_key(b, i) for i in range(len(b))}
+    return sum(_pair_key(a, i) in seen for i in range(len(a)))

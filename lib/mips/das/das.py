@@ -62,7 +62,8 @@ class DASConfig:
 @functools.lru_cache(maxsize=32)
 def pair_sets(task: str, unk_p: float, max_count: int, causal_model: str, variables: tuple[str, ...], n_train: int,
               n_valid: int, n_test: int, seed: int, continuation_count: str) -> tuple[PairSet, PairSet, PairSet]:
-    """Train, validation and test pairs from disjoint pools of sequences with every count 1..20."""
+    """Train, validation and test pairs, each from its own independently drawn pool of sequences with every
+    count 1..max_count (see :func:`mips.das.counterfactuals.shared_pairs` for how many coincide by chance)."""
     nt = get_numeric_task(task, unk_p, max_count)
     cm = get_causal_model(causal_model, nt)
     out = []
