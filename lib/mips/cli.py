@@ -90,7 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_book(args: argparse.Namespace) -> int:
     """Build the HTML book from what the batch produced (no execution)."""
     from mips.book import build_book
+    from mips.runner import RunOptions, execute_results
+    from mips.tasks import registry
 
+    if not args.no_results:  # the leaderboard always reflects the records on disk now
+        st = execute_results(RunOptions(run_dir=args.run_dir or ""), registry(refresh=True).ordered())
+        print(f"results page: {st.status}" + (f" - {st.error}" if st.error else ""))
     index = build_book(strict=not args.lenient)
     print(f"book built: {index}")
     return 0
@@ -132,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("book", help="build the HTML book with Jupyter Book (no execution)")
     b.add_argument("--lenient", action="store_true", help="don't treat Sphinx warnings as errors")
+    b.add_argument("--no-results", action="store_true", help="don't re-execute the results page first")
+    b.add_argument("--run-dir", default="", help="artifacts root the results page reads (default runs/)")
     b.set_defaults(func=cmd_book)
     return p
 

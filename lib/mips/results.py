@@ -48,13 +48,14 @@ class TaskResult:
     failed_stage: str = ""
     llm_lenient: bool | None = None
     llm_strict: bool | None = None
+    causal_iia: float | None = None
     gpt4_paper_lenient: bool = False
 
 
 def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
     """Collect one task's row from its records (missing stages leave fields empty)."""
     r = TaskResult(task.name, task.paper_index, gpt4_paper_lenient=task.name in GPT4_LENIENT_SOLVED)
-    recs = {s: load_record(task.id, s, run_dir) for s in PIPELINE + ("llm_baseline",)}
+    recs = {s: load_record(task.id, s, run_dir) for s in PIPELINE + ("llm_baseline", "causal")}
     r.ran = recs["search"] is not None
     if (s := recs["search"]) is not None:
         m = s.metrics
@@ -81,9 +82,13 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
             break
     if recs["program"] is not None and not r.solved and not r.failed_stage:
         r.failed_stage = "verify"
+    if r.failed_stage and r.failed_stage not in ("program", "verify"):
+        r.test_ok = r.exhaustive_ok = None  # no program reached the verifier: not a failed check
     if (s := recs["llm_baseline"]) is not None:
         r.llm_lenient = bool(s.metrics.get("lenient_solved")) if s.success or s.metrics else None
         r.llm_strict = bool(s.metrics.get("strict_solved")) if s.success or s.metrics else None
+    if (s := recs["causal"]) is not None and s.success:
+        r.causal_iia = s.metrics.get("iia")
     return r
 
 

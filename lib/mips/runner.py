@@ -194,9 +194,23 @@ def execute_job(job: Job, opts: RunOptions, key: str) -> NotebookStatus:
     except Exception as exc:  # a notebook error is a result: recorded, and the batch goes on
         status, error = FAILED, _short_error(exc)
     if tmp.exists():
+        _hide_parameters(tmp)
         os.replace(tmp, target)
     return _write_status(opts.out(), NotebookStatus(job.unit, job.name, status, key, round(time.time() - start, 2),
                                                     error, notebook=str(target)))
+
+
+def _hide_parameters(path: Path) -> None:
+    """Tag the parameters cells of an executed notebook so the book leaves them out."""
+    import nbformat
+
+    with contextlib.suppress(Exception):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            tags = set(cell.get("metadata", {}).get("tags", []))
+            if tags & {"parameters", "injected-parameters"}:
+                cell.metadata["tags"] = sorted(tags | {"remove-cell"})
+        nbformat.write(nb, path)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -391,6 +405,7 @@ def execute_results(opts: RunOptions, tasks: Sequence[Task]) -> NotebookStatus:
     except Exception as exc:
         status, error = FAILED, _short_error(exc)
     if tmp.exists():
+        _hide_parameters(tmp)
         os.replace(tmp, target)
     return NotebookStatus("all", "results", status, seconds=round(time.time() - start, 2), error=error,
                           notebook=str(target))

@@ -1,0 +1,31 @@
+"""The leaderboard reads stage records: solved tasks, the failing stage, and checks never reached."""
+
+from mips.artifacts import StageRun
+from mips.results import leaderboard, totals
+from mips.tasks import registry
+
+
+def _stage(task_id, stage, success, **metrics):
+    StageRun(task_id, stage, {"x": 1}).finish(metrics, success=success)
+
+
+def test_rows_say_where_each_task_stopped(isolated):
+    for s in ("search", "simplify", "extract", "regress"):
+        _stage("sum_all", s, True, hidden_dim=1)
+    _stage("sum_all", "program", True, solved=True, test_ok=True, exhaustive_ok=True, method="linear")
+    _stage("prev2", "search", True, hidden_dim=2)
+    _stage("prev2", "simplify", True)
+    _stage("prev2", "extract", False, kind="")
+    _stage("prev2", "regress", False)
+    _stage("prev2", "program", False, solved=False, test_ok=False, exhaustive_ok=False)
+    for s in ("search", "simplify", "extract", "regress"):
+        _stage("parity_all", s, True)
+    _stage("parity_all", "program", True, solved=False, test_ok=True, exhaustive_ok=False)
+    rows = {r.task: r for r in leaderboard(registry().select("Sum_All,Prev2,Parity_All,Abs_Diff"))}
+    assert rows["Sum_All"].solved and rows["Sum_All"].failed_stage == "" and rows["Sum_All"].method == "linear"
+    assert rows["Prev2"].failed_stage == "extract" and rows["Prev2"].test_ok is None
+    assert rows["Parity_All"].failed_stage == "verify" and rows["Parity_All"].exhaustive_ok is False
+    assert not rows["Abs_Diff"].ran
+    tot = totals(list(rows.values()))
+    assert tot["mips_solved"] == 1 and tot["n_ran"] == 3
+    assert tot["failures_by_stage"] == {"extract": 1, "verify": 1}
