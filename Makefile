@@ -2,6 +2,7 @@
 #   make book   install into .venv, run the default tasks through every stage, build the book
 #   make test   install into .venv, lint, unit tests, and every notebook at smoke size
 # Options: make book TASKS=all | TASKS=Sum_All,Prev2   PRESET=smoke|full   STAGES=...   WORKERS=2
+#          CHAPTERS=das,humn (the sibling methods' chapters; they add 10-20 minutes each at the full preset)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,6 +11,7 @@ TASKS  ?= Sum_All,Parity_All,Add_Mod_3,Binary_Addition
 PRESET ?= full
 STAGES ?= dataset,search,simplify,extract,regress,program
 WORKERS ?= 0
+CHAPTERS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: book test install lab clean
@@ -24,7 +26,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 book: install
-	$(BIN)/mips run --tasks $(TASKS) --preset $(PRESET) --stages $(STAGES) --workers $(WORKERS); \
+	$(BIN)/mips run --tasks $(TASKS) --preset $(PRESET) --stages $(STAGES) --workers $(WORKERS) \
+	  --chapters "$(CHAPTERS)"; \
 	  status=$$?; \
 	  $(BIN)/mips book || exit 1; \
 	  echo "The book: file://$(CURDIR)/_build/html/index.html"; \
