@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make book   install into .venv, run the default tasks through every stage, build the book
+#   make book   install into .venv, give every task its data page, run the default tasks through every
+#               stage, build the book
 #   make test   install into .venv, lint, unit tests, and every notebook at smoke size
 # Options: make book TASKS=all | TASKS=Sum_All,Prev2   PRESET=smoke|full   STAGES=...   WORKERS=2
 #          CHAPTERS=das,humn (the sibling methods' chapters; they add 10-20 minutes each at the full preset)
@@ -26,6 +27,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 book: install
+	$(BIN)/mips run --tasks all --stages dataset --preset $(PRESET) --workers $(WORKERS) --no-results
 	$(BIN)/mips run --tasks $(TASKS) --preset $(PRESET) --stages $(STAGES) --workers $(WORKERS) \
 	  --chapters "$(CHAPTERS)"; \
 	  status=$$?; \
