@@ -226,3 +226,18 @@ def test_state_merging_fills_holes_from_similar_states():
     # a conflict on a seen transition forbids the merge
     conflicting = np.array([[0, 1], [1, 0], [2, 2], [3, 3]])
     assert E.merge_states(conflicting, outputs, E.minimize_moore(conflicting, outputs[:, None])).max() == 3
+
+
+def test_many_distinct_states_are_clustered_on_a_grid():
+    """Parity states with a small history-dependent wobble: thousands of distinct points, two clusters."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, (1000, 10, 1))
+    parity = np.concatenate([np.zeros((1000, 1)), np.cumsum(x[..., 0], axis=1) % 2], axis=1)
+    code = np.cumsum(x[..., 0] * (1 + np.arange(10)), axis=1)                # differs between histories
+    wobble = np.concatenate([np.zeros((1000, 1)), 0.01 * np.sin(code)], axis=1)
+    states = np.stack([parity + wobble, 1 - parity - wobble], axis=-1)
+    states[:, 0] = 0.0
+    outputs = parity[..., None].astype(np.int64)
+    fsm = E.StateMachine(cluster_sample=50).fit(states, x, outputs)         # 50 < distinct states
+    assert fsm.success_ and fsm.method_ == "geometric" and len(fsm.centers_) == 2
+    np.testing.assert_array_equal(fsm.labels_, parity)

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial import cKDTree
 
 from mips.artifacts import Record, StageRun, require_record, stage_dir
 from mips.data import dataset_for
@@ -51,11 +50,11 @@ class ExtractConfig:
     lattice_tol: float = 0.15       # how far from an integer a lattice coefficient may be
     max_denominator: int = 64       # largest refinement of the lattice accepted (index over the first basis)
     max_states: int = 256           # largest state machine considered
-    cluster_sample: int = 4000      # distinct states clustered directly; the rest join their nearest
+    cluster_sample: int = 4000      # up to this many distinct states: exact single linkage; beyond: on a grid
     merge_unseen: bool = True       # minimize treating never-seen transitions as don't-cares (else: distinct)
     dl_eps: float = 1e-2            # resolution of the residual term of the description length
     seed: int = 0
-    method_version: int = 4         # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 5         # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> ExtractConfig:
@@ -384,21 +383,14 @@ class StateMachine:
 
     def _partitions(self, points: np.ndarray):
         """Candidate clusterings of the distinct states, coarsest first: single-linkage cuts into 1, 2, …
-        clusters (a sample is clustered when there are many points; the rest join their nearest sampled
-        point), then every distinct state on its own."""
+        clusters (exact up to ``cluster_sample`` points, on a grid of at most that many cells beyond), then
+        every distinct state on its own."""
         m = len(points)
-        rng = np.random.default_rng(self.seed)
-        sample = np.sort(rng.choice(m, self.cluster_sample, replace=False)) if m > self.cluster_sample \
-            else np.arange(m)
-        if len(sample) > 1:
-            tree = linkage(points[sample], method="single")
-            nearest = cKDTree(points[sample]).query(points)[1] if len(sample) < m else np.arange(m)
-            seen = 0
-            for c in range(1, min(self.max_states, len(sample)) + 1):
-                labels = fcluster(tree, c, criterion="maxclust") - 1
-                if labels.max() + 1 > seen:
-                    seen = labels.max() + 1
-                    yield labels[nearest]
+        if m > 1:
+            if m <= self.cluster_sample:
+                yield from _exact_single_linkage(points, min(self.max_states, m))
+            else:
+                yield from _gridded_single_linkage(points, self.max_states, self.cluster_sample)
         if m <= self.max_states:
             yield np.arange(m)
 
@@ -527,6 +519,36 @@ def merge_states(transitions: np.ndarray, outputs: np.ndarray, block: np.ndarray
                     break
     roots = np.array([find(parent, v) for v in range(n_blocks)])
     return np.unique(roots, return_inverse=True)[1].reshape(-1)[block]
+
+
+def _exact_single_linkage(points: np.ndarray, max_clusters: int):
+    """Single-linkage labels with 1, 2, … max_clusters clusters (each distinct clustering once)."""
+    tree = linkage(points, method="single")
+    seen = 0
+    for c in range(1, max_clusters + 1):
+        labels = fcluster(tree, c, criterion="maxclust") - 1
+        if labels.max() + 1 > seen:
+            seen = labels.max() + 1
+            yield labels
+
+
+def _gridded_single_linkage(points: np.ndarray, max_clusters: int, limit: int):
+    """Single linkage for many points: snap them to a grid just coarse enough to leave at most ``limit``
+    occupied cells (the cell side grows 4x at a time from 1e-6 of the cloud's extent), cluster the cells
+    exactly, and give every point its cell's cluster. Distances move by at most a cell's diagonal."""
+    extent = float(np.ptp(points, axis=0).max()) or 1.0
+    side = 1e-6 * extent
+    while True:
+        cells, first, cell_of = np.unique(np.round(points / side), axis=0, return_index=True, return_inverse=True)
+        if len(cells) <= limit:
+            break
+        side *= 4
+    cell_of = cell_of.reshape(-1)
+    if len(cells) == 1:
+        yield np.zeros(len(points), dtype=np.int64)
+        return
+    for labels in _exact_single_linkage(points[first], min(max_clusters, len(cells))):
+        yield labels[cell_of]
 
 
 def minimize_moore(transitions: np.ndarray, outputs: np.ndarray) -> np.ndarray:
