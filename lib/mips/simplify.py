@@ -36,7 +36,7 @@ from mips.artifacts import Record, StageRun, require_record, stage_dir, write_js
 from mips.data import Dataset, dataset_for
 from mips.models import RNN, accuracy, load_model, predict, save_model
 from mips.tasks import Task
-from mips.train import _intra_op_threads, elementwise_loss
+from mips.train import elementwise_loss, intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -780,7 +780,7 @@ def _batch_check(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> C
 def simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str = "cpu") -> SimplifyResult:
     """L1 sweep → normalizers → retraining with frozen zeros → quantization → integer snapping → pruning of
     dead hidden coordinates; every step keeps the whole-test accuracy, so the function never gets worse."""
-    with _intra_op_threads(cfg.threads):
+    with intra_op_threads(cfg.threads):
         return _simplify(model, ds, cfg, device)
 
 
