@@ -111,7 +111,7 @@ def test_stack_matches_separately_trained_networks(sum_all):
 
 @pytest.mark.parametrize("depths", [(1, 1), (2, 1), (1, 2), (3, 2)])
 def test_stack_forward_is_the_general_rnn(depths):
-    """The stacked forward (the time-loop-free one for linear RNNs too) equals models.RNN, any dims."""
+    """The stacked forward equals models.RNN for every depth pair, with input and output dims of 2."""
     hd, od = depths
     configs = [RNNConfig(2, 2, h, hd, w, od, w + 1) for h, w in ((1, 3), (3, 2), (2, 5))]
     stack = RNNStack([Member(c, 10 + s) for s, c in enumerate(configs)])

@@ -186,8 +186,6 @@ def unstack(config: RNNConfig, params: Sequence[torch.Tensor], m: int = 0) -> RN
 
 def stack_forward(p: Sequence[torch.Tensor], hidden_depth: int, x: torch.Tensor) -> torch.Tensor:
     """The stacked GeneralRNN: parameters in ``RNNStack`` layout, shared inputs x (B, T, I) -> (M, T, B, O)."""
-    if len(p) == 5:                               # f and g both affine: a linear RNN
-        return linear_stack_forward(p, x)
     W_fh, W_fx, b_f0 = p[0], p[1], p[2]
     f_rest = [(p[3 + 2 * i], p[4 + 2 * i]) for i in range(hidden_depth - 1)]
     g = [(p[i], p[i + 1]) for i in range(1 + 2 * hidden_depth, len(p), 2)]
@@ -205,29 +203,6 @@ def stack_forward(p: Sequence[torch.Tensor], hidden_depth: int, x: torch.Tensor)
     for i, (W, b) in enumerate(g):
         z = torch.baddbmm(b, torch.relu(z) if i else z, W)
     return z.reshape(M, T, B, -1)
-
-
-def linear_stack_forward(p: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Linear RNNs without a time loop: y_t = c + sum_{k<=t} (x_{t-k} W_x + b) W_h^k W_y.
-
-    The impulse responses K_k = W_h^k W_y cost T tiny matmuls; the data term is then one batched matmul of
-    the inputs' Toeplitz matrix [x_t, x_{t-1}, ..., x_0, 0, ...] with [W_x K_0; W_x K_1; ...]. Same function
-    as stepping h_t = h_{t-1} W_h + x_t W_x + b, far fewer (and larger) operations.
-    """
-    W_h, W_x, b, W_y, c = p
-    (M, n_in, _), (B, T, _) = W_x.shape, x.shape
-    K = [W_y]
-    for _ in range(T - 1):
-        K.append(torch.bmm(W_h, K[-1]))
-    K = torch.stack(K, 1)                                            # (M, T, H, O): k = 0 .. T-1
-    kernel = torch.matmul(W_x.unsqueeze(1), K).reshape(M, T * n_in, -1)  # (M, T*I, O)
-    drift = torch.matmul(b.unsqueeze(1), K).squeeze(2).cumsum(1)     # (M, T, O): sum_{k<=t} b K_k
-    steps = torch.arange(T, device=x.device)
-    lag = steps[:, None] - steps[None, :]                            # lag[t, k] = t - k
-    toeplitz = x.transpose(0, 1)[lag.clamp(min=0)] * (lag >= 0)[:, :, None, None].to(x.dtype)  # (T, T, B, I)
-    toeplitz = toeplitz.permute(0, 2, 1, 3).reshape(1, T * B, T * n_in).expand(M, -1, -1)
-    y = torch.bmm(toeplitz, kernel).reshape(M, T, B, -1)
-    return y + (drift + c).unsqueeze(2)
 
 
 # ---------------------------------------------------------------------------------------------------------
