@@ -491,9 +491,6 @@ def intra_op_threads(n: int):
             torch.set_num_threads(before)
 
 
-_intra_op_threads = intra_op_threads      # the name mips.simplify imports
-
-
 def _train_stack(members, data, config, device, stop_rule, on_finish) -> list[TrainResult]:
     run = _StackRun(members, data, config, device, stop_rule, on_finish)
     bar = tqdm(total=config.steps, disable=not config.progress, desc=f"training {len(members)} networks")
