@@ -1,5 +1,6 @@
 """The search stage: the paper's order, no monotonicity assumption, resume, and a real smoke search."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from mips.search import (
     Progress,
     SearchConfig,
     candidates,
+    network_dims,
     progress_folder,
     search,
     search_config,
@@ -86,6 +88,14 @@ def test_candidates_follow_the_papers_order():
     assert [c.label() for c in space[:4]] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
     assert len(space) == 2 + 2 * 2 + 2 * 2
     assert all(c.is_linear for c in space[:2]) and not any(c.is_linear for c in space[2:])
+
+
+def test_cross_entropy_candidates_have_one_logit_per_class():
+    task = dataclasses.replace(get_task("Parity_All"), loss="cross_entropy")
+    data = TrainData.from_dataset(load_dataset(task, size=500, seed=1, cache=False))
+    dims = network_dims(task, data)
+    assert dims == (1, 2)
+    assert {c.output_dim for c in candidates(SearchConfig(), *dims)} == {2}
 
 
 def test_first_success_in_order_without_monotonicity(sum_all):

@@ -198,3 +198,15 @@ def test_same_seed_same_result(sum_all):
     np.testing.assert_array_equal(runs[0].train_loss, runs[1].train_loss)
     for a, b in zip(runs[0].network.parameters(), runs[1].network.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cross_entropy_networks_train_and_score_consistently():
+    """With cross_entropy the network emits one logit per class; its recorded whole-split accuracy is the
+    argmax accuracy models.accuracy computes."""
+    ds = load_dataset(get_task("Parity_All"), size=2000, seed=5, cache=False)
+    data = TrainData.from_dataset(ds)
+    config = TrainConfig(steps=60, batch_size=64, eval_every=20, loss="cross_entropy")
+    [r] = train_stack([Member(RNNConfig(1, 2, 2, 2, 4), 0)], data, config)
+    assert r.network.config.output_dim == 2 and np.isfinite(r.train_loss).all()
+    expected = accuracy(predict(r.network, ds.x_test), ds.y_test, "cross_entropy")
+    assert r.test_accuracy == pytest.approx(expected)
