@@ -149,6 +149,7 @@ class Outcome:
 
     @property
     def finished(self) -> bool:
+        """Trained to a conclusion (stopped and capped candidates were cut short)."""
         return self.status in ("succeeded", "failed")
 
 
@@ -211,9 +212,11 @@ class Progress:
         return load_model(self.folder / f"{index}.pt"), curves
 
     def ordered(self) -> list[Outcome]:
+        """The recorded candidates in the search's order."""
         return [self.outcomes[i] for i in sorted(self.outcomes)]
 
     def clear(self) -> None:
+        """Delete the progress folder (the stage folder now holds everything)."""
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
