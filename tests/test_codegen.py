@@ -135,3 +135,10 @@ def test_program_stage_end_to_end(tmp_path, monkeypatch):
     assert source.startswith('"""Sum_All') and verdict["solved"] is True
     folder = artifacts.stage_dir(task.id, "program", tmp_path)
     assert json.loads((folder / "verdict.json").read_text())["outcome"] == "pass"
+
+
+def test_constant_target_with_no_variables_evaluates_on_every_row():
+    """A target that depends on nothing (its table has zero columns) is a constant, not a crash."""
+    from mips.codegen import evaluate
+
+    assert evaluate("1", [], np.zeros((5, 0), dtype=np.int64)).tolist() == [1] * 5

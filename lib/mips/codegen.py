@@ -48,7 +48,9 @@ def evaluate(expr: str, names: Sequence[str], X: np.ndarray, tables: dict | None
     Raises ZeroDivisionError where a divisor is 0 and KeyError where a table has no entry, like the
     emitted program would.
     """
-    X = np.asarray(X, dtype=np.int64).reshape(-1, len(names))
+    X = np.asarray(X, dtype=np.int64)
+    rows = X.shape[0] if X.ndim == 2 or not names else -1  # a constant target has zero columns
+    X = X.reshape(rows, len(names))
     env = {n: X[:, i] for i, n in enumerate(names)}
     out = _eval(parse(expr), env, tables or {})
     return np.broadcast_to(np.asarray(out, dtype=np.int64), (len(X),)).copy()
