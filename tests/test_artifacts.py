@@ -45,3 +45,25 @@ def test_corrupt_record_is_not_taken_as_finished(isolated):
     folder.mkdir(parents=True)
     (folder / "record.json").write_text('{"stage": "extract", "ta')
     assert load_record("t", "extract") is None
+
+
+def test_cached_or_compute_runs_once_and_leaves_nothing_after_an_error(isolated):
+    calls = []
+
+    def compute(stage):
+        calls.append(1)
+        stage.path("out.txt").write_text("x")
+        return {"n": 1}
+
+    assert StageRun("t", "s", {"a": 1}).cached_or_compute(compute).metrics == {"n": 1}
+    assert StageRun("t", "s", {"a": 1}).cached_or_compute(compute).metrics == {"n": 1}
+    assert len(calls) == 1
+
+    def broken(stage):
+        stage.path("half.txt").write_text("partial")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        StageRun("t", "s", {"a": 2}).cached_or_compute(broken)
+    assert [p.name for p in stage_dir("t", "s").parent.iterdir()] == ["s"]
+    assert load_record("t", "s").config == {"a": 1}

@@ -191,6 +191,18 @@ class StageRun:
         self._scratch = None
         return rec
 
+    def cached_or_compute(self, compute) -> Record:
+        """The cached record, or ``compute(self) -> metrics`` finished as a success; on any error (or an
+        interrupt) the scratch folder is removed and the error re-raised, so nothing half-written remains."""
+        if (rec := self.cached()) is not None:
+            return rec
+        try:
+            metrics = compute(self)
+        except BaseException:
+            self.abandon()
+            raise
+        return self.finish(metrics, success=True)
+
     def abandon(self) -> None:
         """Remove the scratch folder of a failed run."""
         if self._scratch is not None:

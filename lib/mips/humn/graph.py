@@ -350,13 +350,7 @@ def run(preset: str = "full", run_dir: Path | str | None = None, device: str = "
     config = config or graph_config(preset)
     run_dir = Path(run_dir) if run_dir else None
     stage = StageRun(CHAPTER, STAGE, asdict(config), run_dir=run_dir)
-    if stage.cached() is None:
-        try:
-            metrics = _compute(config, stage, device, progress)
-        except BaseException:
-            stage.abandon()
-            raise
-        stage.finish(metrics, success=True)
+    stage.cached_or_compute(lambda st: _compute(config, st, device, progress))
     return GraphResult.load(stage_dir(CHAPTER, STAGE, run_dir))
 
 
