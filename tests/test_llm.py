@@ -211,7 +211,7 @@ def test_server_speaks_the_openai_api(server):
 
 
 def test_stage_end_to_end_with_the_local_model(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-never-written")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-SECRET-never-written")
     task = get_task("Sum_All")
     from mips import data
 
@@ -242,7 +242,7 @@ def test_stage_end_to_end_with_the_local_model(server, tmp_path, monkeypatch):
 
 def test_key_path_to_a_named_server_model(server, tmp_path, monkeypatch):
     """The non-local path (key from the environment, base_url given) against the same real server."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-remote")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-SECRET-remote")
     task = get_task("Sum_All")
     from mips import data
 
