@@ -41,3 +41,12 @@ def prefix_count(mask: np.ndarray, dtype=np.int16) -> np.ndarray:
 def column(a: np.ndarray, dtype=None) -> np.ndarray:
     """(n, T) -> (n, T, 1), optionally cast: the shape every task returns for one-dimensional outputs."""
     return (a if dtype is None else a.astype(dtype))[..., None]
+
+
+def long_division_quotients(bits: np.ndarray, m: int) -> np.ndarray:
+    """Quotient bits of dividing the MSB-first binary number ``bits`` (n, T) by m: q_t = (2 r + x_t) // m."""
+    q, r = np.empty(bits.shape, np.int32), np.zeros(bits.shape[0], np.int32)
+    for t in range(bits.shape[1]):
+        c = 2 * r + bits[:, t]
+        q[:, t], r = c // m, c % m
+    return q
