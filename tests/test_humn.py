@@ -123,6 +123,22 @@ def test_skip_and_entropy_pivots():
 
 # ------------------------------------------------------------------------------------------ react, think
 
+def test_dense_hindsight_teaches_upper_layers_the_states_in_between():
+    path = [[5, 3, 7, 1, 6, 2, 4]]                                 # skip 3: layer 1 is 5, 1, 4
+    pivots = lambda s: skip_pivots(len(s), 3)                      # noqa: E731
+    sparse = graph.layer_examples(path, 8, 2, pivots, 16)[1]
+    dense = graph.layer_examples(path, 8, 2, pivots, 16, dense=True)[1]
+    assert {int(c.argmax()) for c in sparse.context[:, -1]} == {5, 1}
+    assert {int(c.argmax()) for c in dense.context[:, -1]} == {5, 3, 7, 1, 6, 2}
+    # from any state the upper layer's step is its next own state ahead, and its goal the same pivots
+    nxt = {int(c.argmax()): int(s.argmax()) for c, s in zip(dense.context[:, -1], dense.step, strict=True)}
+    assert nxt == {5: 1, 3: 1, 7: 1, 1: 4, 6: 4, 2: 4}
+    assert {int(g.argmax()) for g in dense.goal} == {int(g.argmax()) for g in sparse.goal} == {4}
+    # the layer-0 examples do not change
+    assert torch.equal(graph.layer_examples(path, 8, 2, pivots, 16)[0].step,
+                       graph.layer_examples(path, 8, 2, pivots, 16, dense=True)[0].step)
+
+
 def test_react_on_a_line_graph_takes_the_true_next_step():
     adj = line_graph(8)
     model = table_planner(adj, all_subpaths(8), n_layers=2)

@@ -7,16 +7,21 @@ the start; a failure counts ``max_steps``. A path only counts if every step foll
 (the original did not check that; here an invalid step is a failure). Baselines: a random walk without
 revisits (averaged over many walks) and Dijkstra's shortest paths.
 
-Planners (the original's three parameter sets, plus a table on the exploration walks as a control):
+Planners (the original's three parameter sets, plus a table on the exploration walks as a control, and the
+entropy planner trained with the original's sparse hindsight, to show what dense hindsight changes):
 
-==============  ========  ==================================================  =========
-planner         kernel    demonstrations                                      pivots
-==============  ========  ==================================================  =========
-``table``       table     Dijkstra paths for every ordered pair + random walks skip step
-``table_walks`` table     exploration random walks only                       skip step
-``skip``        slot MLP  exploration random walks only                       skip step
-``entropy``     slot MLP  exploration random walks only                       entropy
-==============  ========  ==================================================  =========
+==================  ========  ============================================================  =========
+planner             kernel    demonstrations                                                pivots
+==================  ========  ============================================================  =========
+``table``           table     Dijkstra paths for every ordered pair + random walks          skip step
+``table_walks``     table     exploration random walks only                                 skip step
+``skip``            slot MLP  exploration random walks only                                 skip step
+``entropy``         slot MLP  exploration random walks only                                 entropy
+``entropy_sparse``  slot MLP  as ``entropy``; upper layers taught at their own states only  entropy
+==================  ========  ============================================================  =========
+
+Every neural planner but ``entropy_sparse`` uses dense hindsight (``GraphConfig.dense_hindsight``; see
+:func:`layer_examples`).
 
 Explained in notebooks/humn_graph.ipynb.
 """
@@ -47,7 +52,7 @@ log = logging.getLogger(__name__)
 
 CHAPTER = "chapter-humn"
 STAGE = "graph"
-PLANNERS = ("table", "table_walks", "skip", "entropy")
+PLANNERS = ("table", "table_walks", "skip", "entropy", "entropy_sparse")
 MODES = ("react", "think")
 PRESETS = ("smoke", "full")
 
@@ -75,6 +80,7 @@ class GraphConfig:
     n_random_trials: int = 200     # random-walk baseline: walks per goal
     planners: tuple[str, ...] = PLANNERS
     ablate_layers: bool = True     # also evaluate each planner with only its lowest 1, 2, ... layers
+    dense_hindsight: bool = True   # upper layers also learn from the states between their own (see layer_examples)
 
     def __post_init__(self) -> None:
         if isinstance(self.kernel, dict):
@@ -158,23 +164,33 @@ def demonstrations(adj: np.ndarray, n_random_per_pair: int, max_states: int, see
 # --------------------------------------------------------------------------------------------- training
 
 def layer_examples(paths: Sequence[Sequence[int]], n_nodes: int, n_layers: int, pivots, max_steps: int,
-                   context_length: int = 1) -> list[Hindsight]:
+                   context_length: int = 1, dense: bool = False) -> list[Hindsight]:
     """Hindsight examples for every layer from node paths.
 
     At layer ``i`` a path's states are the pivots of layer ``i - 1``; the step from a state is the next
     state of that layer's path (a one-hot action); the score of reaching pivot ``p`` from state ``t`` is
     ``1 - (d(p) - d(t)) / (2 * max_steps)`` with ``d`` counted in steps of the original path.
+
+    ``dense=True`` also gives every upper layer the states in between its own: from any state of the
+    original path, that layer's step is its next state ahead. ``react`` asks every layer at every state,
+    and the original (``dense=False``) trains an upper layer only at its own states, so in closed loop its
+    neural kernel answers off its training data.
     """
     eye = np.eye(n_nodes, dtype=np.float32)
     per_layer: list[list[Hindsight]] = [[] for _ in range(n_layers)]
     for path in paths:
         nodes = np.asarray(path, dtype=np.int64)
         for i, lp in enumerate(layer_paths(nodes, n_layers, pivots)):
-            states = eye[nodes[lp.positions]]
-            steps = np.concatenate([states[1:], np.zeros((1, n_nodes), np.float32)])
-            d = lp.positions.astype(np.float32)
-            scores = 1.0 - (d[lp.pivots][:, None] - d[None, :]) / (2.0 * max_steps)
-            per_layer[i].append(hindsight(states, steps, lp.pivots, states[lp.pivots], scores, context_length))
+            at = np.arange(len(nodes)) if dense else lp.positions      # original positions of the states
+            ahead = np.searchsorted(lp.positions, at, side="right")    # this layer's next state after each
+            steps = np.zeros((len(at), n_nodes), np.float32)
+            has_next = ahead < len(lp.positions)
+            steps[has_next] = eye[nodes[lp.positions[ahead[has_next]]]]
+            pivot_at = np.searchsorted(at, lp.positions[lp.pivots])    # pivots as indices into ``at``
+            d = at.astype(np.float32)
+            scores = 1.0 - (d[pivot_at][:, None] - d[None, :]) / (2.0 * max_steps)
+            per_layer[i].append(hindsight(eye[nodes[at]], steps, pivot_at, eye[nodes[at[pivot_at]]], scores,
+                                          context_length))
     return [Hindsight.cat(parts) for parts in per_layer]
 
 
@@ -367,14 +383,16 @@ def _compute(config: GraphConfig, stage: StageRun, device: str, progress: bool) 
     stats = VisitStatistics(c.n_nodes).fit(walks)
     skip = partial(_skip, step=c.skip_step)
     data_of = {"table": lambda: demonstrations(adj, c.n_random_per_pair, c.max_walk_states, c.seed + 1),
-               "table_walks": lambda: walks, "skip": lambda: walks, "entropy": lambda: walks}
-    pivots_of = {"table": skip, "table_walks": skip, "skip": skip, "entropy": stats.pivots}
+               "table_walks": lambda: walks, "skip": lambda: walks, "entropy": lambda: walks,
+               "entropy_sparse": lambda: walks}
+    pivots_of = {"table": skip, "table_walks": skip, "skip": skip, "entropy": stats.pivots,
+                 "entropy_sparse": stats.pivots}
 
     trials, losses, n_examples, seconds, ablation = {}, {}, {}, {}, {}
     for kind in c.planners:
         t0 = time.time()
         examples = layer_examples(data_of[kind](), c.n_nodes, c.n_layers, pivots_of[kind], c.max_steps,
-                                  c.context_length)
+                                  c.context_length, c.dense_hindsight and kind != "entropy_sparse")
         model, losses[kind] = build_planner(kind, examples, c, device, progress)
         seconds[kind] = round(time.time() - t0, 2)
         n_examples[kind] = [len(e) for e in examples]
