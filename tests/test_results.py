@@ -29,3 +29,18 @@ def test_rows_say_where_each_task_stopped(isolated):
     tot = totals(list(rows.values()))
     assert tot["mips_solved"] == 1 and tot["n_ran"] == 3
     assert tot["failures_by_stage"] == {"extract": 1, "verify": 1}
+
+
+def test_compute_seconds_are_summed_from_the_records(isolated):
+    for s in ("search", "simplify"):
+        _stage("sum_all", s, True)
+    _stage("prev2", "search", True)
+    rows = {r.task: r for r in leaderboard(registry().select("Sum_All,Prev2,Abs_Diff"))}
+    assert set(rows["Sum_All"].stage_seconds) == {"search", "simplify"}
+    assert set(rows["Prev2"].stage_seconds) == {"search"}
+    assert rows["Sum_All"].seconds == round(sum(rows["Sum_All"].stage_seconds.values()), 1)
+    assert rows["Abs_Diff"].seconds == 0.0 and rows["Abs_Diff"].stage_seconds == {}
+    by_stage = totals(list(rows.values()))["seconds_by_stage"]
+    searches = rows["Sum_All"].stage_seconds["search"] + rows["Prev2"].stage_seconds["search"]
+    assert by_stage["search"] == round(searches, 1)
+    assert by_stage["program"] == 0.0

@@ -7,7 +7,7 @@ Explained in notebooks/results.ipynb.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mips.artifacts import load_record
@@ -50,6 +50,8 @@ class TaskResult:
     llm_strict: bool | None = None
     causal_iia: float | None = None
     gpt4_paper_lenient: bool = False
+    seconds: float = 0.0                 # compute time of the pipeline stages' records, summed
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
@@ -72,6 +74,8 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
         r.test_ok, r.exhaustive_ok = m.get("test_ok"), m.get("exhaustive_ok")
         r.exhaustive_length, r.network_agreement = m.get("exhaustive_length"), m.get("network_agreement")
         r.solved = bool(m.get("solved"))
+    r.stage_seconds = {s: float(recs[s].seconds) for s in PIPELINE if recs[s] is not None}
+    r.seconds = round(sum(r.stage_seconds.values()), 1)
     for stage in PIPELINE:
         rec = recs[stage]
         if rec is None:
@@ -102,7 +106,8 @@ def as_records(rows: list[TaskResult]) -> list[dict]:
 
 
 def totals(rows: list[TaskResult]) -> dict:
-    """Counts set against the paper's: solved by MIPS here, by the LLM (both judges), failures by stage."""
+    """Counts set against the paper's: solved by MIPS here, by the LLM (both judges), failures and compute
+    seconds by stage."""
     ran = [r for r in rows if r.ran]
     by_stage: dict[str, int] = {}
     for r in ran:
@@ -114,4 +119,5 @@ def totals(rows: list[TaskResult]) -> dict:
         "llm_strict_solved": sum(bool(r.llm_strict) for r in rows),
         "llm_ran": sum(r.llm_lenient is not None for r in rows),
         "failures_by_stage": by_stage,
+        "seconds_by_stage": {s: round(sum(r.stage_seconds.get(s, 0.0) for r in ran), 1) for s in PIPELINE},
     }
