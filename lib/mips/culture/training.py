@@ -121,7 +121,7 @@ def group_config(preset: str = "full", grid_size: int = 6, n_models: int = 3, st
         train = TrainConfig(world=world, model=GPTConfig(n_ctx=n_ctx), steps=steps or 3000)
         return GroupConfig(train=train, n_models=n_models)
     model = GPTConfig(n_ctx=n_ctx, d_model=32, n_layers=2, n_heads=2, d_mlp=128)
-    train = TrainConfig(world=world, model=model, steps=steps or 150, eval_every=50, n_valid=64,
+    train = TrainConfig(world=world, model=model, steps=steps or 40, batch_size=16, eval_every=20, n_valid=32,
                         checkpoint_every=10_000)
     return GroupConfig(train=train, n_models=n_models, n_test=120, n_sampled=24)
 
@@ -242,7 +242,7 @@ def train_model(cfg: TrainConfig, device: str = "cpu", progress: bool = True, ru
         start_step, hist = state["step"], state["hist"]
         t0 -= hist["seconds"][-1] if hist["seconds"] else 0
         log.info("%s: resuming at step %d from %s", cfg.name, start_step, ckpt)
-    chunk, pool, losses = 64, None, []
+    chunk, pool, losses = min(64, cfg.steps), None, []
     bar = tqdm(range(start_step, cfg.steps), desc=cfg.name, disable=not progress, leave=False,
                initial=start_step, total=cfg.steps)
     for step in bar:
