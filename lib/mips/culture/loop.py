@@ -228,8 +228,8 @@ def _compute(models: list[GPT], group: GroupConfig, cfg: RoundConfig, stage: Sta
     }
     world_test = test_quizzes(world, group.n_test)[: cfg.n_world_eval]
     acc_grids = candidates[accepted]
-    before = [{"world": _accuracy(m, world_test.grids, world, device), "culture": _accuracy(m, acc_grids, world, device)}
-              for m in models]
+    before = [{"world": _accuracy(m, world_test.grids, world, device),
+               "culture": _accuracy(m, acc_grids, world, device)} for m in models]
     metrics["before"] = before
     metrics["finetuned"] = False
     if cfg.finetune_steps and len(accepted):

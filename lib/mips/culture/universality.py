@@ -157,7 +157,8 @@ def _compute(models: list[GPT], saes: list[SAE], group: GroupConfig, sae_cfg: SA
                                                device=device)
     save_sae(seed2_sae, stage.path("sae-model0-seed2.pt"))
     neurons = [answer_activations(m, tokens, world, neuron_hook, device=device) for m in models]
-    latents = [answer_activations(m, tokens, world, sae_hook, s, device=device) for m, s in zip(models, saes, strict=True)]
+    latents = [answer_activations(m, tokens, world, sae_hook, s, device=device)
+               for m, s in zip(models, saes, strict=True)]
     rand_neurons = answer_activations(rand, tokens, world, neuron_hook, device=device)
     rand_latents = answer_activations(rand, tokens, world, sae_hook, rand_sae, device=device)
     seed2_latents = answer_activations(models[0], tokens, world, sae_hook, seed2_sae, device=device)
