@@ -340,6 +340,16 @@ def make_quizzes(cfg: WorldConfig, n: int, seed: int, tasks: Sequence[str] | Non
     return QuizSet(grids, which.astype(np.int64), tasks)
 
 
+def invert(grids: np.ndarray) -> np.ndarray:
+    """The quizzes of the inverse rules: ``(f(A), A, f(B), B)`` read as a canonical quiz (f⁻¹ maps f(A) to A)."""
+    return grids[:, [1, 0, 3, 2]]
+
+
+def cells_only(tokens: np.ndarray, cfg: WorldConfig) -> np.ndarray:
+    """Token sequences without their label tokens ``(n, 4 * H W)``."""
+    return tokens.reshape(len(tokens), 4, cfg.part_len)[:, :, 1:].reshape(len(tokens), -1)
+
+
 def trivial(grids: np.ndarray) -> np.ndarray:
     """Quizzes ``(n, 4, H, W)`` where A == f(A) or B == f(B) (the culture loop rejects them)."""
     flat = grids.reshape(len(grids), 4, -1)
