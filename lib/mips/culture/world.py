@@ -352,7 +352,7 @@ def cells_only(tokens: np.ndarray, cfg: WorldConfig) -> np.ndarray:
 
 def trivial(grids: np.ndarray) -> np.ndarray:
     """Quizzes ``(n, 4, H, W)`` where A == f(A) or B == f(B) (the culture loop rejects them)."""
-    flat = grids.reshape(len(grids), 4, -1)
+    flat = grids.reshape(len(grids), 4, grids.shape[-2] * grids.shape[-1])
     return (flat[:, 0] == flat[:, 1]).all(-1) | (flat[:, 2] == flat[:, 3]).all(-1)
 
 
