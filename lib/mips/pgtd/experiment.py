@@ -1,0 +1,197 @@
+"""The chapter's runs: PG-TD, sampling + filtering and beam search on the book's tasks, one record per task.
+
+Each task's results go to ``runs/chapter-pgtd/<task_id>/`` (a ``record.json`` with every algorithm's
+metrics, and ``programs.json`` with every candidate program); a task whose config is unchanged is reused,
+so a long run over all 62 tasks resumes where it stopped. :func:`results_table` reads them back for the
+book's leaderboard. Explained in notebooks/pgtd.ipynb.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mips.artifacts import Record, StageRun, load_record, runs_dir, write_json
+from mips.pgtd.baselines import SamplingConfig, beam_search, sampling
+from mips.pgtd.lm import LM
+from mips.pgtd.metrics import Verdicts, summarize
+from mips.pgtd.problems import make_problem
+from mips.pgtd.tree import PGTDConfig, pgtd
+from mips.tasks import Task
+
+log = logging.getLogger(__name__)
+
+CHAPTER = "chapter-pgtd"
+ALGORITHMS = ("pgtd", "sampling", "beam")
+DEFAULT_TASKS = ("Sum_All", "Add_Mod_3", "Prev1", "Bitwise_Not", "Max_Seen")
+
+
+@dataclass
+class ChapterConfig:
+    """What the chapter runs on each task; ``for_preset`` gives the smoke and full sizes."""
+
+    budget: int = 16                      # PG-TD rollouts
+    width: int = 3
+    horizon: int = 128                    # new tokens per program
+    action: str = "token"
+    early_stop: bool = False
+    temperatures: tuple[float, ...] = (1.0,)   # sampling + filtering, one run per temperature
+    sampling_samples: int = 0             # 0: as many samples as PG-TD evaluated programs
+    num_beams: int = 5
+    algorithms: tuple[str, ...] = ALGORITHMS
+    n_public: int = 3
+    private_rows: int = 8                 # hidden rows shown per program in the heatmaps
+    seed: int = 0
+    pgtd_extra: dict = field(default_factory=dict)   # any other PGTDConfig field (cache switches)
+
+    @classmethod
+    def for_preset(cls, preset: str = "full", **overrides) -> ChapterConfig:
+        """``full``: 16 rollouts of up to 128 tokens; ``smoke``: 2 rollouts of 24 tokens, 2 beams."""
+        if preset not in ("smoke", "full"):
+            raise ValueError(f"unknown preset {preset!r}; choose 'smoke' or 'full'")
+        cfg = cls() if preset == "full" else cls(budget=2, horizon=24, num_beams=2, private_rows=4)
+        overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+        unknown = [a for a in overrides.get("algorithms", ()) if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {unknown}; choose from {ALGORITHMS}")
+        return replace(cfg, **overrides)
+
+    def pgtd_config(self) -> PGTDConfig:
+        return PGTDConfig(budget=self.budget, width=self.width, horizon=self.horizon, action=self.action,
+                          early_stop=self.early_stop, **self.pgtd_extra)
+
+
+def run_task(task: Task, lm: LM, config: ChapterConfig, preset: str = "full",
+             run_dir: Path | None = None) -> Record:
+    """Every algorithm on one task (reused when its record has the same config and model)."""
+    key = asdict(config) | {"preset": preset, "model": lm.name}
+    stage = StageRun(CHAPTER, task.id, key, run_dir=run_dir)
+    return stage.cached_or_compute(lambda s: _compute(task, lm, config, preset, s))
+
+
+def _compute(task: Task, lm: LM, cfg: ChapterConfig, preset: str, stage: StageRun) -> dict:
+    start = time.time()
+    problem = make_problem(task, preset, cfg.n_public)
+    verdicts = Verdicts(problem)
+    rows, programs = {}, {}
+    tree = None
+    if "pgtd" in cfg.algorithms:
+        tree = pgtd(problem, lm, cfg.pgtd_config())
+        rows["pgtd"] = summarize(tree, verdicts, private_rows=cfg.private_rows) | {"temperature": 0.0}
+        programs["pgtd"] = tree.to_dict()
+        if tree.candidates:    # PG-TD's first rollout is the greedy program
+            first = replace(tree, algorithm="greedy", candidates=tree.candidates[:1])
+            rows["greedy"] = summarize(first, verdicts, private_rows=cfg.private_rows) | {"temperature": 0.0}
+    if "sampling" in cfg.algorithms:
+        n = cfg.sampling_samples or (len(tree.candidates) if tree is not None else cfg.budget) or 1
+        for t in cfg.temperatures:
+            res = sampling(problem, lm, SamplingConfig(n, t, cfg.width, cfg.horizon, cfg.seed))
+            rows[f"sampling T={t:g}"] = summarize(res, verdicts, private_rows=cfg.private_rows) | {
+                "temperature": float(t)}
+            programs[f"sampling T={t:g}"] = res.to_dict()
+    if "beam" in cfg.algorithms:
+        try:
+            res = beam_search(problem, lm, cfg.num_beams, cfg.horizon)
+            rows["beam"] = summarize(res, verdicts, private_rows=cfg.private_rows) | {"temperature": 0.0}
+            programs["beam"] = res.to_dict()
+        except NotImplementedError as exc:        # a server backend: the API offers no beam search
+            rows["beam"] = {"algorithm": "beam", "skipped": str(exc)}
+    write_json(stage.path("programs.json"), programs)
+    return {"task": task.name, "model": lm.name, "results": rows, "prompt": problem.prompt,
+            "seconds_total": round(time.time() - start, 3)}
+
+
+def run_tasks(tasks: list[Task], lm: LM, config: ChapterConfig, preset: str = "full",
+              run_dir: Path | None = None, progress: bool = True) -> list[Record]:
+    """:func:`run_task` over many tasks with a progress bar; finished tasks are reused (resumable)."""
+    records = []
+    for task in tqdm(tasks, desc="PG-TD tasks", disable=not progress):
+        records.append(run_task(task, lm, config, preset, run_dir))
+    return records
+
+
+def cache_ablation(problem, lm: LM, config: PGTDConfig) -> list[dict]:
+    """PG-TD with every cache on, each one off in turn, and all off: model calls, runs and time.
+
+    The search is deterministic, so every setting must find the same programs; ``same_programs`` checks it.
+    """
+    settings = {"all caches": {}, "no top-k cache": {"top_k_cache_steps": 0},
+                "no sequence cache": {"no_seq_cache": True}, "no reward cache": {"no_reward_cache": True},
+                "no caches": {"top_k_cache_steps": 0, "no_seq_cache": True, "no_reward_cache": True}}
+    rows, reference = [], None
+    for name, switch in settings.items():
+        res = pgtd(problem, lm, replace(config, **switch))
+        programs = [c.program for c in res.candidates]
+        reference = programs if reference is None else reference
+        rows.append({"setting": name, "topk calls": res.lm_calls.get("topk", 0),
+                     "rollout calls": res.lm_calls.get("greedy", 0) + res.lm_calls.get("lines", 0),
+                     "lm calls": res.total_lm_calls, "test runs": res.evaluations, "lm tokens": res.lm_tokens,
+                     "seconds": res.seconds, "best public": res.best().reward if res.candidates else 0.0,
+                     "same_programs": programs == reference})
+    return rows
+
+
+def load_results(run_dir: Path | None = None) -> list[dict]:
+    """Every finished task record of the chapter as {task, model, algorithm rows}."""
+    root = Path(run_dir or runs_dir()) / CHAPTER
+    out = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        rec = load_record(CHAPTER, folder.name, run_dir)
+        if rec is not None and rec.success:
+            out.append({"task_id": folder.name, "config": rec.config} | rec.metrics)
+    return out
+
+
+def results_table(run_dir: Path | None = None, algorithm: str = "pgtd"):
+    """Per task: whether ``algorithm``'s pick passed its public tests and the strict private check
+    (the columns the book's leaderboard shows beside MIPS and the plain LLM baseline)."""
+    import pandas as pd
+
+    rows = []
+    for r in load_results(run_dir):
+        m = r["results"].get(algorithm, {})
+        if "strict" not in m:
+            continue
+        rows.append({"task": r["task"], "task_id": r["task_id"], "model": r["model"],
+                     f"{algorithm}_public": bool(m["public_strict"]), f"{algorithm}_pass_rate": m["pass_rate"],
+                     f"{algorithm}_solved": bool(m["strict"]), f"{algorithm}_lm_calls": m["lm_calls"],
+                     f"{algorithm}_seconds": m["seconds"]})
+    return pd.DataFrame(rows, columns=["task", "task_id", "model", f"{algorithm}_public", f"{algorithm}_pass_rate",
+                                       f"{algorithm}_solved", f"{algorithm}_lm_calls", f"{algorithm}_seconds"])
+
+
+def summary_table(run_dir: Path | None = None):
+    """Algorithm × metric over all finished tasks: pass rate, strict accuracy, n@k, errors, calls, time."""
+    import pandas as pd
+
+    rows = []
+    for r in load_results(run_dir):
+        for name, m in r["results"].items():
+            if "strict" not in m:
+                continue
+            rows.append({"task": r["task"], "algorithm": name, "pass rate": m["pass_rate"],
+                         "strict": float(m["strict"]), "public strict": float(m["public_strict"]),
+                         **{f"strict 1@{k}": float(v["strict"]) for k, v in m.get("n_at_k", {}).items()},
+                         "compile errors": m["compile_error_rate"], "runtime errors": m["runtime_error_rate"],
+                         "candidates": m["n_candidates"], "lm calls": m["lm_calls"], "seconds": m["seconds"]})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.drop(columns="task").groupby("algorithm", sort=False).mean().reset_index()
+
+
+def test_outcomes(run_dir: Path | None = None):
+    """Long table (task, algorithm, temperature, test, outcome) of every pick's per-test outcomes."""
+    import pandas as pd
+
+    rows = []
+    for r in load_results(run_dir):
+        for name, m in r["results"].items():
+            for t in m.get("tests", []):
+                rows.append({"task": r["task"], "algorithm": name.split(" ")[0],
+                             "temperature": m.get("temperature", 0.0), "test": t["test"], "outcome": t["outcome"]})
+    return pd.DataFrame(rows, columns=["task", "algorithm", "temperature", "test", "outcome"])

@@ -1,0 +1,83 @@
+"""Figures for the PG-TD chapter: they take the tables of :mod:`mips.pgtd.experiment`, compute nothing."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+from mips.pgtd.problems import OUTCOMES
+
+COLOURS = {"pass": "#4c9a5b", "wrong_output": "#e3a33b", "runtime_error": "#c8553d",
+           "timeout": "#7b3f8c", "compile_error": "#555555"}
+
+
+def test_heatmaps(outcomes, height: float = 2.6):
+    """Per-problem × per-test outcome of each algorithm's pick, one facet per (temperature, algorithm);
+    failures are coloured by class. Returns the seaborn FacetGrid."""
+    import seaborn as sns
+
+    df = outcomes.copy()
+    df["code"] = df["outcome"].map({o: i for i, o in enumerate(OUTCOMES)})
+    tests = list(dict.fromkeys(df["test"]))
+    tasks = list(dict.fromkeys(df["task"]))
+    cmap = ListedColormap([COLOURS[o] for o in OUTCOMES])
+
+    def draw(data, **kwargs):
+        grid = data.pivot_table(index="task", columns="test", values="code", aggfunc="first")
+        grid = grid.reindex(index=tasks, columns=tests)
+        ax = plt.gca()
+        ax.imshow(np.ma.masked_invalid(grid.to_numpy(dtype=float)), cmap=cmap, vmin=-0.5,
+                  vmax=len(OUTCOMES) - 0.5, aspect="auto", interpolation="nearest")
+        ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
+        ax.set_xticks(range(len(tests)), [t.replace("public ", "pub ").replace("private ", "priv ")
+                                          for t in tests], rotation=90, fontsize=7)
+
+    g = sns.FacetGrid(df, row="temperature", col="algorithm", height=height,
+                      aspect=max(1.0, len(tests) / 8), sharex=False, sharey=False, despine=False)
+    g.map_dataframe(draw)
+    for ax in g.axes.flat:           # (temperature, algorithm) pairs that were not run
+        if not ax.images:
+            ax.set_visible(False)
+    g.set_titles("{col_name}, T = {row_name}")
+    g.figure.legend(handles=[Patch(color=COLOURS[o], label=o.replace("_", " ")) for o in OUTCOMES],
+                    loc="upper center", ncol=len(OUTCOMES), bbox_to_anchor=(0.5, 1.04), frameon=False)
+    return g
+
+
+def cache_ablation(rows: list[dict], title: str = ""):
+    """Model calls (top-k expansions and rollouts) of PG-TD with each cache switched off."""
+    names = [r["setting"] for r in rows]
+    topk = np.array([r["topk calls"] for r in rows])
+    roll = np.array([r["rollout calls"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    y = np.arange(len(rows))
+    ax.barh(y, topk, color="#4c72b0", label="top-k expansions")
+    ax.barh(y, roll, left=topk, color="#dd8452", label="rollouts")
+    for yi, r in zip(y, rows, strict=True):
+        ax.text(r["lm calls"], yi, f" {r['lm calls']}  ({r['seconds']:.1f} s)", va="center", fontsize=8)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("language-model calls")
+    ax.set_xlim(0, max(r["lm calls"] for r in rows) * 1.35 + 1)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def compare(summary, metrics: tuple[str, ...] = ("pass rate", "strict", "public strict")):
+    """Mean pass rate and strict accuracy of each algorithm over the tasks run."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    algs = list(summary["algorithm"])
+    width = 0.8 / len(metrics)
+    x = np.arange(len(algs))
+    for i, m in enumerate(metrics):
+        ax.bar(x + i * width - 0.4 + width / 2, summary[m], width, label=m)
+    ax.set_xticks(x, algs)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mean over tasks")
+    ax.legend(fontsize=8, ncol=len(metrics))
+    fig.tight_layout()
+    return fig
