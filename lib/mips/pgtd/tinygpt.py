@@ -56,7 +56,7 @@ def corpus(n_prompts: int = 4, seed: int = 0) -> list[tuple[str, str]]:
             for _ in range(weight * n_prompts):
                 x, y = task.generate(rng, 3)
                 rows = [(to_sequence(a), to_sequence(b)) for a, b in zip(x, y, strict=True)]
-                docs.append((make_prompt(task, rows), body.format(const)))
+                docs.append((make_prompt(task, rows), "\n" + body.format(const)))  # the body starts a line
     return docs
 
 
@@ -162,7 +162,9 @@ class TinyLM(TorchLM):
     def pretrained(cls, config: TinyGPTConfig | None = None, device: str = "cpu") -> TinyLM:
         """Train once per config (seconds) and keep the weights in the project cache."""
         cfg = config or TinyGPTConfig()
-        key = stable_hash({"config": asdict(cfg), "corpus": FAMILIES, "vocab": VOCAB, "v": 1})
+        prompt_format = make_prompt(get_task("Add_Mod_3"), [([1], [1])])   # retrain if the prompt changes
+        key = stable_hash({"config": asdict(cfg), "corpus": FAMILIES, "vocab": VOCAB, "prompt": prompt_format,
+                           "v": 2})
         path = cache_dir() / "pgtd" / f"tinygpt-{key}.pt"
         if path.exists():
             saved = torch.load(path, map_location=device, weights_only=True)
