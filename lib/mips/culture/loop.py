@@ -61,7 +61,7 @@ class RoundConfig:
     min_fail: int = 1
     max_fail: int = 1                # 3 models: exactly one fails (the original, with 5: up to 2)
     n_averaging: int = 3             # prompt-noise draws p is averaged over
-    finetune_steps: int = 150        # per model, on half world / half accepted quizzes (0: no learning step)
+    finetune_steps: int = 100        # per model, on half world / half accepted quizzes (0: no learning step)
     finetune_lr: float = 5e-4
     n_world_eval: int = 500          # world test quizzes for the before/after accuracy
     seed: int = 0

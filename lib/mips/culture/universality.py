@@ -32,7 +32,7 @@ import torch
 
 from mips.artifacts import StageRun, stage_dir
 from mips.culture.gpt import GPT
-from mips.culture.sae import SAE, SAEConfig, collect, fit_and_measure, load_sae, run_group_saes, save_sae
+from mips.culture.sae import SAE, SAEConfig, collect, fit_and_measure, load_sae, run_group_saes, run_sae, save_sae
 from mips.culture.training import CHAPTER, GroupConfig, load_group, untrained_model
 from mips.culture.world import WorldConfig, answer_slice, make_quizzes, to_tokens
 
@@ -43,7 +43,7 @@ UNIV_SEED = 3_000_017
 
 @dataclass(frozen=True)
 class UniversalityConfig:
-    n_quizzes: int = 2000           # fresh quizzes (forward/inverse halves); answer-grid positions only
+    n_quizzes: int = 1000           # fresh quizzes (forward/inverse halves); answer-grid positions only
     shuffle_seed: int = 0
     untrained_seed: int = 10_000
 
@@ -127,35 +127,50 @@ class UniversalityResult:
 def run(group: GroupConfig, sae_cfg: SAEConfig, cfg: UniversalityConfig, run_dir: Path | None = None,
         device: str = "cpu") -> UniversalityResult:
     """Run (or reuse) the universality analysis on the group's models and SAEs."""
-    models, records = load_group(group, run_dir, device)
     models, saes, _ = run_group_saes(group, sae_cfg, run_dir, device)
+    _, records = load_group(group, run_dir, device)
+    seed2_sae, seed2_metrics = run_sae(models[0], records[0], group.world, replace(sae_cfg, seed=sae_cfg.seed + 1),
+                                       run_dir, device)
+    rand, rand_sae, rand_metrics, rand_key = run_untrained_sae(group, sae_cfg, cfg, run_dir, device)
     name = f"universality-{group.train.name.rsplit('-seed', 1)[0]}-n{group.n_models}"
-    stage = StageRun(CHAPTER, name, {"universality": asdict(cfg), "sae": asdict(sae_cfg)},
-                     upstream={r.stage: r.key for r in records}, run_dir=run_dir)
-    rec = stage.cached_or_compute(lambda st: _compute(models, saes, group, sae_cfg, cfg, st, device))
+    upstream = {r.stage: r.key for r in records} | {"untrained_sae": rand_key}
+    stage = StageRun(CHAPTER, name, {"universality": asdict(cfg), "sae": asdict(sae_cfg)}, upstream=upstream,
+                     run_dir=run_dir)
+    refs = {"rand": rand, "rand_sae": rand_sae, "rand_metrics": rand_metrics, "seed2_sae": seed2_sae,
+            "seed2_metrics": seed2_metrics}
+    rec = stage.cached_or_compute(lambda st: _compute(models, saes, refs, group, sae_cfg, cfg, st, device))
     z = np.load(stage_dir(CHAPTER, name, run_dir) / "universality.npz")
     return UniversalityResult(rec, {k: z[k] for k in z.files})
 
 
-def untrained_sae(group: GroupConfig, sae_cfg: SAEConfig, cfg: UniversalityConfig, run_dir: Path | None = None):
-    path = stage_dir(CHAPTER, f"universality-{group.train.name.rsplit('-seed', 1)[0]}-n{group.n_models}", run_dir)
-    return untrained_model(group, cfg.untrained_seed), load_sae(path / "sae-untrained.pt")
+def run_untrained_sae(group: GroupConfig, sae_cfg: SAEConfig, cfg: UniversalityConfig, run_dir: Path | None = None,
+                      device: str = "cpu") -> tuple[GPT, SAE, dict, str]:
+    """The untrained baseline model and its own SAE (cached): model, SAE, metrics, record key."""
+    rand = untrained_model(group, cfg.untrained_seed, device)
+    m = group.train.model
+    name = (f"sae-untrained-g{group.world.height}x{group.world.width}-d{m.d_model}-l{m.n_layers}"
+            f"-seed{cfg.untrained_seed}-x{sae_cfg.expansion}-l{sae_cfg.l1_coefficient:g}-seed{sae_cfg.seed}")
+    stage = StageRun(CHAPTER, name, {"sae": asdict(sae_cfg), "model": asdict(m), "world": asdict(group.world),
+                                     "untrained_seed": cfg.untrained_seed}, run_dir=run_dir)
+
+    def compute(st: StageRun) -> dict:
+        s, metrics = fit_and_measure(rand, group.world, sae_cfg, device=device)
+        save_sae(s, st.path("sae.pt"))
+        return metrics
+    rec = stage.cached_or_compute(compute)
+    return rand, load_sae(stage_dir(CHAPTER, name, run_dir) / "sae.pt"), rec.metrics, rec.key
 
 
-def _compute(models: list[GPT], saes: list[SAE], group: GroupConfig, sae_cfg: SAEConfig, cfg: UniversalityConfig,
-             stage: StageRun, device: str) -> dict:
+def _compute(models: list[GPT], saes: list[SAE], refs: dict, group: GroupConfig, sae_cfg: SAEConfig,
+             cfg: UniversalityConfig, stage: StageRun, device: str) -> dict:
     t0 = time.time()
     world = group.world
     L = group.train.model.n_layers
     neuron_hook, sae_hook = f"blocks.{L - 1}.mlp.hook_post", sae_cfg.hook_for(L)
     tokens = eval_tokens(world, cfg.n_quizzes)
     # the references: an untrained model with its own SAE, and a second SAE seed on model 0
-    rand = untrained_model(group, cfg.untrained_seed, device)
-    rand_sae, rand_metrics = fit_and_measure(rand, world, sae_cfg, device=device)
-    save_sae(rand_sae, stage.path("sae-untrained.pt"))
-    seed2_sae, seed2_metrics = fit_and_measure(models[0], world, replace(sae_cfg, seed=sae_cfg.seed + 1),
-                                               device=device)
-    save_sae(seed2_sae, stage.path("sae-model0-seed2.pt"))
+    rand, rand_sae, rand_metrics = refs["rand"], refs["rand_sae"], refs["rand_metrics"]
+    seed2_sae, seed2_metrics = refs["seed2_sae"], refs["seed2_metrics"]
     neurons = [answer_activations(m, tokens, world, neuron_hook, device=device) for m in models]
     latents = [answer_activations(m, tokens, world, sae_hook, s, device=device)
                for m, s in zip(models, saes, strict=True)]
