@@ -45,15 +45,19 @@ class ChapterConfig:
     algorithms: tuple[str, ...] = ALGORITHMS
     n_public: int = 3
     private_rows: int = 8                 # hidden rows shown per program in the heatmaps
+    ablation_budget: int = 16             # the cache ablation's PG-TD rollouts ...
+    ablation_horizon: int = 128           # ... and tokens per program
     seed: int = 0
     pgtd_extra: dict = field(default_factory=dict)   # any other PGTDConfig field (cache switches)
 
     @classmethod
     def for_preset(cls, preset: str = "full", **overrides) -> ChapterConfig:
-        """``full``: 16 rollouts of up to 128 tokens; ``smoke``: 2 rollouts of 24 tokens, 2 beams."""
+        """``full``: 16 rollouts of up to 128 tokens; ``smoke``: 2 rollouts of 16 tokens, 2 beams, and a cache
+        ablation of 2 rollouts of 8 tokens (SmolLM2 on a shared CPU makes a few tokens a second)."""
         if preset not in ("smoke", "full"):
             raise ValueError(f"unknown preset {preset!r}; choose 'smoke' or 'full'")
-        cfg = cls() if preset == "full" else cls(budget=2, horizon=24, num_beams=2, private_rows=4)
+        cfg = cls() if preset == "full" else cls(budget=2, horizon=16, num_beams=2, private_rows=4,
+                                                          ablation_budget=2, ablation_horizon=8)
         overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
         unknown = [a for a in overrides.get("algorithms", ()) if a not in ALGORITHMS]
         if unknown:
@@ -63,6 +67,11 @@ class ChapterConfig:
     def pgtd_config(self) -> PGTDConfig:
         return PGTDConfig(budget=self.budget, width=self.width, horizon=self.horizon, action=self.action,
                           early_stop=self.early_stop, **self.pgtd_extra)
+
+    def ablation_config(self) -> PGTDConfig:
+        """PG-TD as the cache ablation runs it (early stop off, so every setting does the same work)."""
+        return replace(self.pgtd_config(), budget=self.ablation_budget, horizon=self.ablation_horizon,
+                       early_stop=False)
 
 
 def run_task(task: Task, lm: LM, config: ChapterConfig, preset: str = "full",
