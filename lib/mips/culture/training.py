@@ -294,7 +294,7 @@ def run_model(cfg: TrainConfig, n_test: int = 1000, n_sampled: int = 200, run_di
               device: str = "cpu", progress: bool = True) -> Record:
     """Train (or reuse) one model: ``runs/chapter-culture/<cfg.name>/`` with model.pt, its accuracies."""
     stage = StageRun(CHAPTER, cfg.name, {"train": asdict(cfg), "n_test": n_test, "n_sampled": n_sampled},
-                     run_dir=run_dir)
+                     run_dir=run_dir)   # the same key as _model_stage for a group's model
 
     def compute(st: StageRun) -> dict:
         start = time.time()
@@ -314,15 +314,23 @@ def run_group(group: GroupConfig, run_dir: Path | None = None, device: str = "cp
     return [run_model(c, group.n_test, group.n_sampled, run_dir, device, progress) for c in group.model_configs()]
 
 
+def _model_stage(cfg: TrainConfig, group: GroupConfig, run_dir: Path | None) -> StageRun:
+    return StageRun(CHAPTER, cfg.name, {"train": asdict(cfg), "n_test": group.n_test, "n_sampled": group.n_sampled},
+                    run_dir=run_dir)
+
+
+def model_record(cfg: TrainConfig, group: GroupConfig, run_dir: Path | None = None) -> Record | None:
+    """The finished record of one model of the group, or None if it has not been trained (with this config)."""
+    return _model_stage(cfg, group, run_dir).cached()
+
+
 def load_group(group: GroupConfig, run_dir: Path | None = None, device: str = "cpu",
                train_missing: bool = True) -> tuple[list[GPT], list[Record]]:
     """The group's trained models and records, training the missing ones first (unless told not to)."""
     models, records = [], []
     for c in group.model_configs():
         path = stage_dir(CHAPTER, c.name, run_dir) / "model.pt"
-        stage = StageRun(CHAPTER, c.name, {"train": asdict(c), "n_test": group.n_test, "n_sampled": group.n_sampled},
-                         run_dir=run_dir)
-        rec = stage.cached()
+        rec = model_record(c, group, run_dir)
         if rec is None:
             if not train_missing:
                 raise FileNotFoundError(f"model {c.name} is not trained under {path.parent}; run "
