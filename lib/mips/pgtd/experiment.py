@@ -92,8 +92,10 @@ def _compute(task: Task, lm: LM, cfg: ChapterConfig, preset: str, stage: StageRu
         tree = pgtd(problem, lm, cfg.pgtd_config())
         rows["pgtd"] = summarize(tree, verdicts, private_rows=cfg.private_rows) | {"temperature": 0.0}
         programs["pgtd"] = tree.to_dict()
-        if tree.candidates:    # PG-TD's first rollout is the greedy program
-            first = replace(tree, algorithm="greedy", candidates=tree.candidates[:1])
+        if tree.candidates:    # PG-TD's first rollout is the greedy program; its cost: one top-k, one rollout
+            first = replace(tree, algorithm="greedy", candidates=tree.candidates[:1], rollouts=1, evaluations=1,
+                            lm_calls={"topk": 1, "greedy": 1}, seconds=tree.candidates[0].seconds,
+                            lm_seconds=0.0, lm_tokens=0, tree_nodes=0)
             rows["greedy"] = summarize(first, verdicts, private_rows=cfg.private_rows) | {"temperature": 0.0}
     if "sampling" in cfg.algorithms:
         n = cfg.sampling_samples or (len(tree.candidates) if tree is not None else cfg.budget) or 1
@@ -171,6 +173,15 @@ def results_table(run_dir: Path | None = None, algorithm: str = "pgtd"):
                      f"{algorithm}_seconds": m["seconds"]})
     return pd.DataFrame(rows, columns=["task", "task_id", "model", f"{algorithm}_public", f"{algorithm}_pass_rate",
                                        f"{algorithm}_solved", f"{algorithm}_lm_calls", f"{algorithm}_seconds"])
+
+
+def leaderboard_entry(task_id: str, run_dir: Path | None = None) -> tuple[bool | None, bool | None]:
+    """(public, strict) of PG-TD's pick for one task from its chapter record; (None, None) if not run."""
+    rec = load_record(CHAPTER, task_id, run_dir)
+    m = rec.metrics.get("results", {}).get("pgtd", {}) if rec is not None and rec.success else {}
+    if "strict" not in m:
+        return None, None
+    return bool(m["public_strict"]), bool(m["strict"])
 
 
 def summary_table(run_dir: Path | None = None):
