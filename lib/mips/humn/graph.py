@@ -20,8 +20,8 @@ planner             kernel    demonstrations                                    
 ``entropy_sparse``  slot MLP  as ``entropy``; upper layers taught at their own states only  entropy
 ==================  ========  ============================================================  =========
 
-Every neural planner but ``entropy_sparse`` uses dense hindsight (``GraphConfig.dense_hindsight``; see
-:func:`layer_examples`).
+Every planner but ``entropy_sparse`` learns by dense hindsight (``GraphConfig.dense_hindsight``; see
+:func:`layer_examples`); a table answers unseen keys with no step anyway, so it matters for the neural ones.
 
 Explained in notebooks/humn_graph.ipynb.
 """
