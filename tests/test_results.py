@@ -44,3 +44,15 @@ def test_compute_seconds_are_summed_from_the_records(isolated):
     searches = rows["Sum_All"].stage_seconds["search"] + rows["Prev2"].stage_seconds["search"]
     assert by_stage["search"] == round(searches, 1)
     assert by_stage["program"] == 0.0
+
+
+def test_pgtd_verdicts_come_from_the_chapter_records(isolated):
+    from mips.pgtd.experiment import CHAPTER
+
+    StageRun(CHAPTER, "sum_all", {"x": 1}).finish({"results": {"pgtd": {"public_strict": True, "strict": False}}},
+                                                  success=True)
+    rows = {r.task: r for r in leaderboard(registry().select("Sum_All,Prev2"))}
+    assert (rows["Sum_All"].pgtd_public, rows["Sum_All"].pgtd_strict) == (True, False)
+    assert rows["Prev2"].pgtd_strict is None
+    tot = totals(list(rows.values()))
+    assert tot["pgtd_ran"] == 1 and tot["pgtd_strict_solved"] == 0

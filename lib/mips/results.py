@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mips.artifacts import load_record
+from mips.pgtd.experiment import leaderboard_entry as pgtd_entry
 from mips.tasks import Task
 
 # Published figures (arXiv 2402.05110, abstract): tasks solved of 62. GPT-4's were judged by its own
@@ -48,6 +49,8 @@ class TaskResult:
     failed_stage: str = ""
     llm_lenient: bool | None = None
     llm_strict: bool | None = None
+    pgtd_public: bool | None = None      # PG-TD's pick passes the shown examples (the chapter's public tests)
+    pgtd_strict: bool | None = None      # ... and the strict verifier
     causal_iia: float | None = None
     gpt4_paper_lenient: bool = False
     seconds: float = 0.0                 # compute time of the pipeline stages' records, summed
@@ -93,6 +96,7 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
         r.llm_strict = bool(s.metrics.get("strict_solved")) if s.success or s.metrics else None
     if (s := recs["causal"]) is not None and s.success:
         r.causal_iia = s.metrics.get("iia")
+    r.pgtd_public, r.pgtd_strict = pgtd_entry(task.id, run_dir)
     return r
 
 
@@ -106,8 +110,8 @@ def as_records(rows: list[TaskResult]) -> list[dict]:
 
 
 def totals(rows: list[TaskResult]) -> dict:
-    """Counts set against the paper's: solved by MIPS here, by the LLM (both judges), failures and compute
-    seconds by stage."""
+    """Counts set against the paper's: solved by MIPS here, by the LLM (both judges) and by PG-TD, failures
+    and compute seconds by stage."""
     ran = [r for r in rows if r.ran]
     by_stage: dict[str, int] = {}
     for r in ran:
@@ -118,6 +122,8 @@ def totals(rows: list[TaskResult]) -> dict:
         "llm_lenient_solved": sum(bool(r.llm_lenient) for r in rows),
         "llm_strict_solved": sum(bool(r.llm_strict) for r in rows),
         "llm_ran": sum(r.llm_lenient is not None for r in rows),
+        "pgtd_strict_solved": sum(bool(r.pgtd_strict) for r in rows),
+        "pgtd_ran": sum(r.pgtd_strict is not None for r in rows),
         "failures_by_stage": by_stage,
         "seconds_by_stage": {s: round(sum(r.stage_seconds.get(s, 0.0) for r in ran), 1) for s in PIPELINE},
     }
