@@ -136,6 +136,14 @@ def _fill(g: np.ndarray, r: Rect, color: int) -> None:
     g[r[0]:r[2], r[1]:r[3]] = color
 
 
+def _paint(cfg: WorldConfig, rects: list[Rect], colors) -> np.ndarray:
+    """A blank grid with rectangle ``k`` filled in ``colors[k]``."""
+    g = np.zeros((cfg.height, cfg.width), np.int64)
+    for k, r in enumerate(rects):
+        _fill(g, r, colors[k])
+    return g
+
+
 class _Retry(Exception):
     """A placement failed: the generator draws the grid again."""
 
@@ -169,9 +177,7 @@ def task_replace_color(rng, cfg: WorldConfig) -> PairMaker:
     def pair(rng):
         occ = np.zeros((cfg.height, cfg.width), bool)
         rs = _rects(rng, cfg, n, occ)
-        x = np.zeros((cfg.height, cfg.width), np.int64)
-        for k, r in enumerate(rs):
-            _fill(x, r, c[k])
+        x = _paint(cfg, rs, c)
         fx = x.copy()
         _fill(fx, rs[0], c[n])
         return x, fx
@@ -194,9 +200,7 @@ def task_translate(rng, cfg: WorldConfig) -> PairMaker:
         i0, j0 = hull[0] + max(0, -di), hull[1] + max(0, -dj)
         before, after = (i0, j0, i0 + h, j0 + w), (i0 + di, j0 + dj, i0 + di + h, j0 + dj + w)
         others = _rects(rng, cfg, n - 1, occ)
-        x = np.zeros((cfg.height, cfg.width), np.int64)
-        for k, r in enumerate(others):
-            _fill(x, r, c[k])
+        x = _paint(cfg, others, c)
         fx = x.copy()
         _fill(x, before, c[n - 1])
         _fill(fx, after, c[n - 1])
@@ -217,9 +221,7 @@ def task_grow(rng, cfg: WorldConfig) -> PairMaker:
         _mark(occ, big)
         small = (big[0] + 1, big[1] + 1, big[2] - 1, big[3] - 1)
         others = _rects(rng, cfg, n - 1, occ)
-        x = np.zeros((cfg.height, cfg.width), np.int64)
-        for k, r in enumerate(others):
-            _fill(x, r, c[k])
+        x = _paint(cfg, others, c)
         fx = x.copy()
         _fill(x, small if grow else big, c[n - 1])
         _fill(fx, big if grow else small, c[n - 1])
@@ -238,9 +240,7 @@ def task_frame(rng, cfg: WorldConfig) -> PairMaker:
             raise _Retry
         _mark(occ, last)
         others = _rects(rng, cfg, n - 1, occ)
-        x = np.zeros((cfg.height, cfg.width), np.int64)
-        for k, r in enumerate(others):
-            _fill(x, r, c[k])
+        x = _paint(cfg, others, c)
         _fill(x, last, c[n - 1])
         fx = x.copy()
         fx[last[0] + 1:last[2] - 1, last[1] + 1:last[3] - 1] = 0
@@ -255,9 +255,7 @@ def task_detect(rng, cfg: WorldConfig) -> PairMaker:
     def pair(rng):
         occ = np.zeros((cfg.height, cfg.width), bool)
         rs = _rects(rng, cfg, n, occ)
-        x = np.zeros((cfg.height, cfg.width), np.int64)
-        for k, r in enumerate(rs):
-            _fill(x, r, c[k])
+        x = _paint(cfg, rs, c)
         fx = x.copy()
         for r in rs[:-1]:
             fx[r[0], r[1]] = c[n]
