@@ -202,3 +202,14 @@ def test_search_stage_needs_the_dataset_of_its_preset(isolated):
     pipeline.ensure("Sum_All", "dataset", "smoke")
     with pytest.raises(ValueError, match="--stages dataset --preset full"):
         pipeline.run_stage("Sum_All", "search", "full")
+
+
+def test_a_success_in_the_window_the_budget_ran_out_in_still_counts(sum_all):
+    """A network at 100% is a success even if the cap cut smaller candidates of its window short."""
+    task, data = sum_all
+    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100,
+                          max_network_steps=500)
+    result = search(task, data, config, trainer=FakeTrainer(solves={linear(4)}))
+    assert [o.status for o in result.trace] == ["failed", "failed", "capped", "succeeded"]
+    assert result.success and result.network.config == linear(4)
+    assert "H=3 f1 g1 before it in order was cut short" in result.message

@@ -286,6 +286,13 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
         n_windows += 1
     trace = progress.ordered()
     message = ""
+    if win is None:                   # the budget ran out; a network may still have reached 100% before it did
+        win = next((o.index for o in trace if o.status == "succeeded"), None)
+        if win is not None:
+            cut = [o.label for o in trace if o.index < win and o.status == "capped"]
+            message = (f"the search's budget of {cap:,} network-steps ran out; {space[win].label()} reached 100% "
+                       f"on the whole test split, but {', '.join(cut)} before it in order "
+                       f"{'was' if len(cut) == 1 else 'were'} cut short, so a smaller network may exist")
     if win is not None and win >= 0:
         best = progress.outcomes[win]
     else:
