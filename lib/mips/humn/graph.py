@@ -21,7 +21,7 @@ planner             kernel    demonstrations                                    
 ==================  ========  ============================================================  =========
 
 Every planner but ``entropy_sparse`` learns by dense hindsight (``GraphConfig.dense_hindsight``; see
-:func:`layer_examples`); a table answers unseen keys with no step anyway, so it matters for the neural ones.
+:func:`layer_examples`); it matters most for the neural kernels, which answer every key, seen or not.
 
 Explained in notebooks/humn_graph.ipynb.
 """
