@@ -16,14 +16,7 @@ from mips.humn.cortex import pivot_windows
 from mips.humn.device import DeviceBenchConfig, benchmark
 from mips.humn.kernels import SlotKernel, SlotKernelConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared machine: one thread is faster than many competing ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def line_graph(n: int) -> np.ndarray:
