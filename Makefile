@@ -3,7 +3,7 @@
 #               stage, build the book
 #   make test   install into .venv, lint, unit tests, and every notebook at smoke size
 # Options: make book TASKS=all | TASKS=Sum_All,Prev2   PRESET=smoke|full   STAGES=...   WORKERS=2
-#          CHAPTERS=das,humn,pgtd,culture (the sibling methods' chapters; 10-20 minutes or more each at full preset)
+#          CHAPTERS=das,humn,pgtd,culture (sibling chapters; full preset: das, humn 10-20 min each; pgtd, culture 1 h+)
 
 PYTHON ?= python3
 VENV   ?= .venv
