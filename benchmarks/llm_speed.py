@@ -2,7 +2,8 @@
 
 Prints one figure per line: converting the GGUF weights (only with --reconvert, into a scratch cache),
 loading the cached model, processing the baseline's real turn-1 prompt, generating tokens/s for each
-thread count, one chat completion through the loopback server with the ``openai`` client, and the cost
+thread count, then for each compute type with one and three conversations batched, one chat completion
+through the loopback server with the ``openai`` client, and the cost
 of one sandboxed program run (what each judge pays per call). Run on an idle machine for clean numbers;
 the load average is printed beside them.
 
@@ -84,6 +85,17 @@ def main() -> None:
         decode = (min(gen) - prefill) / args.tokens
         print(f"threads={threads}: prompt {ids.shape[1] / prefill:6.0f} tokens/s ({prefill:.2f} s), "
               f"generation {1 / decode:5.1f} tokens/s ({args.tokens} tokens after the prompt)")
+
+    torch.set_num_threads(1)
+    for dtype in llm_server.DTYPES:
+        typed = llm_server.ChatModel(args.model, "cpu", 1, dtype)
+        for batch in (1, 3):
+            typed.complete_batch([messages] * batch, max_tokens=8, temperature=0)      # warm-up
+            runs = [typed.complete_batch([messages] * batch, max_tokens=args.tokens, temperature=1.0, seed=s)
+                    for s in range(args.repeats)]
+            tokens = [sum(c.completion_tokens for c in r) / r[0].seconds for r in runs]
+            print(f"{dtype:>8}, 1 thread, batch of {batch}: {max(tokens):5.1f} tokens/s in all "
+                  f"(sampled, T=1, prompt included)")
 
     import openai
 

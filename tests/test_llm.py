@@ -8,6 +8,7 @@ with it.
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -208,6 +209,32 @@ def test_server_speaks_the_openai_api(server):
     assert first.usage.prompt_tokens > 10
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4", messages=messages, max_tokens=4)
+
+
+def test_concurrent_requests_are_generated_as_one_batch(server):
+    """The server batches concurrent requests (left-padded prompts of different lengths), and each reply
+    is what that request gets alone."""
+    import openai
+
+    from mips import llm_server
+
+    model = llm_server.ChatModel("smollm2-135m", threads=1, dtype="float32")
+    prompts = [[{"role": "user", "content": text}] for text in
+               ("Write a Python function that adds two numbers.", "What is 2 + 2?",
+                "Print the first five squares in Python, with a short explanation of the loop.")]
+    alone = [model.complete(p, max_tokens=12, temperature=0).text for p in prompts]
+    model.batch_sizes.clear()
+    with llm_server.ChatServer(model, batch_window=0.5) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="local", max_retries=0, timeout=120)
+
+        def ask(messages):
+            return client.chat.completions.create(model="smollm2-135m", messages=messages, max_tokens=12,
+                                                  temperature=0).choices[0].message.content
+
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(ask, prompts))
+    assert model.batch_sizes == [3]
+    assert together == alone
 
 
 def test_stage_end_to_end_with_the_local_model(server, tmp_path, monkeypatch):

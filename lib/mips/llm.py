@@ -66,7 +66,9 @@ class LLMConfig:
     ``model`` is a name the server knows, or ``local:<name>`` for a model this project serves itself
     (:mod:`mips.llm_server`). ``max_tokens=None`` sends no limit (the paper used the API's defaults),
     except for local models, which are capped at ``LOCAL_MAX_TOKENS``. Conversation k is sampled with
-    seed ``seed + k``. The API key is read from ``OPENAI_API_KEY`` when needed and never stored.
+    seed ``seed + k`` (the local server batches a task's conversations and seeds the batch with the
+    smallest). ``local_dtype`` is a local model's compute type. The API key is read from
+    ``OPENAI_API_KEY`` when needed and never stored.
     """
 
     model: str = field(default_factory=lambda: os.environ.get("MIPS_LLM_MODEL") or DEFAULT_MODEL)
@@ -78,6 +80,7 @@ class LLMConfig:
     n_rows: int = 10
     exhaustive_budget: int = 2**20
     request_timeout: float = 900.0
+    local_dtype: str = "bfloat16"   # compute type of a local model (mips.llm_server.DTYPES)
 
     @classmethod
     def for_preset(cls, preset: str = "full", **overrides) -> LLMConfig:
@@ -104,6 +107,8 @@ class LLMConfig:
         out = asdict(self)
         out["base_url"] = "local" if self.is_local else _public_url(self.base_url or "https://api.openai.com/v1")
         out["max_tokens"] = self.effective_max_tokens
+        if not self.is_local:
+            out.pop("local_dtype")
         return out
 
 
@@ -174,7 +179,7 @@ def connect(config: LLMConfig, device: str = "cpu") -> Connection:
 
         name = config.model[len(LOCAL_PREFIX):]
         try:
-            server = llm_server.shared_server(name, device)
+            server = llm_server.shared_server(name, device, config.local_dtype)
         except llm_server.LocalModelError as exc:
             raise LLMUnavailable(str(exc)) from exc
         client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0,
@@ -388,6 +393,24 @@ def run_conversation(k: int, conn: Connection, task: Task, dataset: Dataset, row
             "seconds": round(sum(t["seconds"] for t in talk["turns"]), 3)}
 
 
+def converse_all(conn: Connection, task: Task, dataset: Dataset, rows: list, config: LLMConfig,
+                 out: StageRun) -> list[dict]:
+    """Every conversation of a task, run at once: a server batches their requests (the local one does),
+    and the judges' sandboxes overlap. Results come back in conversation order; if the model cannot be
+    reached, :class:`LLMUnavailable` is raised after the other conversations finish."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    n = config.n_conversations
+    with ThreadPoolExecutor(max_workers=max(1, n)) as pool:
+        futures = [pool.submit(run_conversation, k, conn, task, dataset, rows, config, out) for k in range(n)]
+        for _ in tqdm(as_completed(futures), total=n, desc=f"{task.name} conversations", leave=False):
+            pass
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        raise failed[0]
+    return [f.result() for f in futures]
+
+
 def _lenient_outcome(verdict: dict) -> str:
     """``pass``, ``no_success`` (ran cleanly without printing it), or how the script failed to run."""
     if verdict["passed"]:
@@ -440,8 +463,7 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     results: list[dict] = []
     try:
         conn = connect(config, device)
-        for k in tqdm(range(config.n_conversations), desc=f"{task.name} conversations", leave=False):
-            results.append(run_conversation(k, conn, task, dataset, rows, config, stage))
+        results = converse_all(conn, task, dataset, rows, config, stage)
     except LLMUnavailable as exc:
         message = f"not run: {exc}"
         log.warning("%s: %s", task.name, message)
