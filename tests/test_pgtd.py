@@ -5,6 +5,7 @@ OpenAI-compatible server. No reply is canned."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -212,6 +213,12 @@ def test_local_model_topk_matches_its_greedy_rollout(sum_all):
     fresh = lm.topk_next(prompt + r.pieces[:3], 3)
     assert [a for a, _ in r.topk[3]] == [a for a, _ in fresh]
     assert lm.calls == {"topk": 2, "greedy": 1}
+    # Those calls reused the prompt's KV cache; running the whole prefix from scratch gives the same logits.
+    state = prompt + r.pieces[:5]
+    warm, _ = lm._start(state)
+    lm._base = None
+    cold, _ = lm._start(state)
+    assert np.allclose(warm, cold, atol=1e-3) and int(np.argmax(warm)) == int(np.argmax(cold))
 
 
 def test_pgtd_through_the_local_server_with_line_actions(sum_all):

@@ -21,6 +21,7 @@ Explained in notebooks/pgtd.ipynb.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -259,6 +260,7 @@ class HFLocal(TorchLM):
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
         self.model.to(device).eval()
         self.eos = self.tokenizer.eos_token_id
+        self._base: tuple[State, object, np.ndarray] | None = None   # the prompt's KV cache, see _start
 
     def encode(self, text: str) -> State:
         return tuple(self.tokenizer.encode(text, add_special_tokens=False))
@@ -267,10 +269,22 @@ class HFLocal(TorchLM):
         return self.tokenizer.decode(list(pieces), skip_special_tokens=True)
 
     def _start(self, prefix: State):
+        """Logits after ``prefix`` and its KV cache. Every state of a search extends the problem's prompt,
+        so the cache of the last prefix run from scratch is kept and copied: only the tokens after it
+        are run again (the prompt's prefill is most of a short rollout's cost)."""
         torch = self._torch
+        base = self._base
         with torch.inference_mode():
+            if base is not None and len(prefix) >= len(base[0]) and prefix[: len(base[0])] == base[0]:
+                cache, rest = copy.deepcopy(base[1]), prefix[len(base[0]):]
+                if not rest:
+                    return base[2].copy(), cache
+                out = self.model(torch.tensor([rest], device=self.device), past_key_values=cache, use_cache=True)
+                return out.logits[0, -1].float().cpu().numpy(), out.past_key_values
             out = self.model(torch.tensor([prefix], device=self.device), use_cache=True)
-        return out.logits[0, -1].float().cpu().numpy(), out.past_key_values
+            logits = out.logits[0, -1].float().cpu().numpy()
+            self._base = (tuple(prefix), copy.deepcopy(out.past_key_values), logits.copy())
+        return logits, out.past_key_values
 
     def _step(self, cache, token: int):
         torch = self._torch
