@@ -186,6 +186,17 @@ def test_chapter_records_and_results_table(tiny, isolated):
     assert not experiment.summary_table(isolated / "runs").empty
 
 
+def test_chapter_tasks_and_shards_cover_the_book():
+    assert [t.name for t in experiment.chapter_tasks("default", SMOKE)] == ["Sum_All"]
+    every = experiment.chapter_tasks("default", "full")
+    assert len(every) == 62 and [t.name for t in every] == [t.name for t in experiment.chapter_tasks("all")]
+    halves = [experiment.shard(every, f"{i}/2") for i in range(2)]
+    assert sorted(t.name for h in halves for t in h) == sorted(t.name for t in every)
+    assert not {t.name for t in halves[0]} & {t.name for t in halves[1]}
+    with pytest.raises(ValueError):
+        experiment.shard(every, "2/2")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The local SmolLM2-135M, in this process and behind the project's OpenAI-compatible server
 

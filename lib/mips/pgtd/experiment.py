@@ -27,7 +27,20 @@ log = logging.getLogger(__name__)
 
 CHAPTER = "chapter-pgtd"
 ALGORITHMS = ("pgtd", "sampling", "beam")
-DEFAULT_TASKS = ("Sum_All", "Add_Mod_3", "Prev1", "Bitwise_Not", "Max_Seen")
+FEW_TASKS = ("Sum_All", "Add_Mod_3", "Prev1", "Bitwise_Not", "Max_Seen")
+
+
+def chapter_tasks(spec: str = "default", preset: str = "full") -> list[Task]:
+    """The tasks a run covers: ``default`` is the preset's (smoke: Sum_All; full: all 62 of the book),
+    ``few`` a handful of easy ones, ``all`` every task, or comma-separated names."""
+    from mips.tasks import all_tasks, get_task
+
+    if spec == "default":
+        spec = "Sum_All" if preset == "smoke" else "all"
+    if spec == "all":
+        return all_tasks()
+    names = FEW_TASKS if spec == "few" else [n.strip() for n in spec.split(",") if n.strip()]
+    return [get_task(n) for n in names]
 
 
 @dataclass
@@ -125,6 +138,14 @@ def run_tasks(tasks: list[Task], lm: LM, config: ChapterConfig, preset: str = "f
     return records
 
 
+def shard(tasks: list[Task], spec: str) -> list[Task]:
+    """Every n-th task from the i-th, for ``spec`` = "i/n": n processes cover the tasks between them."""
+    i, n = (int(v) for v in spec.split("/"))
+    if not 0 <= i < n:
+        raise ValueError(f"shard {spec!r}: need 0 <= i < n")
+    return tasks[i::n]
+
+
 def cache_ablation(problem, lm: LM, config: PGTDConfig) -> list[dict]:
     """PG-TD with every cache on, each one off in turn, and all off: model calls, runs and time.
 
@@ -215,3 +236,33 @@ def test_outcomes(run_dir: Path | None = None):
                 rows.append({"task": r["task"], "algorithm": name.split(" ")[0],
                              "temperature": m.get("temperature", 0.0), "test": t["test"], "outcome": t["outcome"]})
     return pd.DataFrame(rows, columns=["task", "algorithm", "temperature", "test", "outcome"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: fill the chapter's per-task records, e.g. in several processes (``--shard 0/2``, ``--shard 1/2``)
+    before the notebook runs; the notebook then reuses them. Same defaults as ``notebooks/pgtd.ipynb``."""
+    import argparse
+
+    import torch
+
+    from mips.pgtd.lm import make_lm
+
+    parser = argparse.ArgumentParser(prog="python -m mips.pgtd.experiment", description=main.__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="default", help="default | few | all | comma-separated names")
+    parser.add_argument("--preset", default="full", choices=("smoke", "full"))
+    parser.add_argument("--backend", default="local", help="local | server | chat | tiny")
+    parser.add_argument("--shard", default="0/1", help="i/n: every n-th task from the i-th")
+    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tasks = shard(chapter_tasks(args.tasks, args.preset), args.shard)
+    records = run_tasks(tasks, make_lm(args.backend, args.device), ChapterConfig.for_preset(args.preset),
+                        args.preset, args.run_dir)
+    print(f"{sum(r.success for r in records)}/{len(records)} task records under {CHAPTER}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,15 +13,17 @@ COLOURS = {"pass": "#4c9a5b", "wrong_output": "#e3a33b", "runtime_error": "#c855
            "timeout": "#7b3f8c", "compile_error": "#555555"}
 
 
-def test_heatmaps(outcomes, height: float = 2.6):
+def test_heatmaps(outcomes, height: float | None = None):
     """Per-problem × per-test outcome of each algorithm's pick, one facet per (temperature, algorithm);
-    failures are coloured by class. Returns the seaborn FacetGrid."""
+    failures are coloured by class. Facets grow with the number of tasks (a readable row each).
+    Returns the seaborn FacetGrid."""
     import seaborn as sns
 
     df = outcomes.copy()
     df["code"] = df["outcome"].map({o: i for i, o in enumerate(OUTCOMES)})
     tests = list(dict.fromkeys(df["test"]))
     tasks = list(dict.fromkeys(df["task"]))
+    height = height or max(2.6, 0.14 * len(tasks) + 0.8)
     cmap = ListedColormap([COLOURS[o] for o in OUTCOMES])
 
     def draw(data, **kwargs):
@@ -34,8 +36,9 @@ def test_heatmaps(outcomes, height: float = 2.6):
         ax.set_xticks(range(len(tests)), [t.replace("public ", "pub ").replace("private ", "priv ")
                                           for t in tests], rotation=90, fontsize=7)
 
-    g = sns.FacetGrid(df, row="temperature", col="algorithm", height=height,
-                      aspect=max(1.0, len(tests) / 8), sharex=False, sharey=False, despine=False)
+    width = max(2.6, 0.28 * len(tests) + 1.2)
+    g = sns.FacetGrid(df, row="temperature", col="algorithm", height=height, aspect=width / height,
+                      sharex=False, sharey=False, despine=False)
     g.map_dataframe(draw)
     for ax in g.axes.flat:           # (temperature, algorithm) pairs that were not run
         if not ax.images:
