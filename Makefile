@@ -15,7 +15,7 @@ WORKERS ?= 0
 CHAPTERS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: book test install lab clean
+.PHONY: book test install llama lab clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 book: install
+	$(if $(findstring llm_baseline,$(STAGES)),$(MAKE) llama || echo "llama.cpp not built: the LLM baseline uses transformers")
 	$(BIN)/mips run --tasks all --stages dataset --preset $(PRESET) --workers $(WORKERS) --no-results
 	$(BIN)/mips run --tasks $(TASKS) --preset $(PRESET) --stages $(STAGES) --workers $(WORKERS) \
 	  --chapters "$(CHAPTERS)"; \
@@ -34,6 +35,14 @@ book: install
 	  $(BIN)/mips book || exit 1; \
 	  echo "The book: file://$(CURDIR)/_build/html/index.html"; \
 	  exit $$status
+
+# The local LLM's optional llama.cpp engine (llama-cpp-python has no wheel on PyPI: a source build of
+# several minutes on 2 cores). Where installed, the LLM baseline uses it; MIPS_LLM_ENGINE=transformers opts out.
+llama: $(VENV)/.llama
+
+$(VENV)/.llama: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q llama-cpp-python==0.3.36
+	touch $@
 
 test: install
 	$(BIN)/ruff check lib tasks tests benchmarks notebooks

@@ -91,11 +91,28 @@ def main() -> None:
         typed = llm_server.ChatModel(args.model, "cpu", 1, dtype)
         for batch in (1, 3):
             typed.complete_batch([messages] * batch, max_tokens=8, temperature=0)      # warm-up
-            runs = [typed.complete_batch([messages] * batch, max_tokens=args.tokens, temperature=1.0, seed=s)
+            runs = [typed.complete_batch([messages] * batch, max_tokens=args.tokens, temperature=1.0,
+                                         seeds=[s] * batch)
                     for s in range(args.repeats)]
             tokens = [sum(c.completion_tokens for c in r) / r[0].seconds for r in runs]
             print(f"{dtype:>8}, 1 thread, batch of {batch}: {max(tokens):5.1f} tokens/s in all "
                   f"(sampled, T=1, prompt included)")
+
+    if llm_server.llama_cpp_available():
+        fast, sec = timed(llm_server.LlamaCppChatModel, args.model, 1)
+        print(f"llama.cpp engine: load {sec:.1f} s")
+        fast.complete(messages, max_tokens=1, temperature=0)                           # warm-up
+        fast.llm.reset()                                   # no prompt prefix left in its KV cache
+        one, prefill = timed(fast.complete, messages, max_tokens=1, temperature=0)
+        print(f"llama.cpp, 1 thread: prompt {one.prompt_tokens / prefill:6.0f} tokens/s ({prefill:.2f} s)")
+        runs = []
+        for s in range(args.repeats):
+            fast.llm.reset()
+            runs.append(fast.complete(messages, max_tokens=args.tokens, temperature=1.0, seed=s))
+        rate = max(c.completion_tokens / c.seconds for c in runs)
+        print(f"llama.cpp, 1 thread: {rate:5.1f} tokens/s (sampled, T=1, prompt included)")
+    else:
+        print("llama.cpp engine: not installed (`make llama` builds it)")
 
     import openai
 

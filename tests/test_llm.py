@@ -281,3 +281,40 @@ def test_key_path_to_a_named_server_model(server, tmp_path, monkeypatch):
     text = "".join(p.read_text(errors="replace") for p in stage_dir(task.id, "llm_baseline", tmp_path)
                    .rglob("*") if p.is_file())
     assert not re.search("SECRET-remote", text)
+
+
+def test_llama_cpp_engine_reads_the_same_model_as_transformers():
+    """The optional llama.cpp engine runs the same GGUF file: the same chat template and prompt tokens, a
+    next-token distribution within quantization noise of transformers' (its kernels round activations to
+    8 bits), reproducible seeded sampling, and the same OpenAI API through the server."""
+    import numpy as np
+    import openai
+    import torch
+
+    from mips import llm_server
+
+    if not llm_server.llama_cpp_available():
+        pytest.skip("llama-cpp-python is not installed (optional engine: `make llama`)")
+    fast = llm_server.load_chat_model("smollm2-135m", threads=1, engine="llama.cpp")
+    ref = llm_server.ChatModel("smollm2-135m", threads=1, dtype="float32")
+    assert fast.engine == "llama.cpp" and ref.engine == "transformers"
+    task = get_task("Sum_All")
+    messages = [{"role": "system", "content": llm.SYSTEM_PROMPT},
+                {"role": "user", "content": llm.formula_prompt(llm.prompt_rows(task, dataset_for(task, SMOKE)))}]
+    ids = ref.prompt_ids(messages)
+    assert fast.complete(messages, max_tokens=1, temperature=0).prompt_tokens == ids.shape[1]
+
+    with torch.inference_mode():
+        p = torch.log_softmax(ref.model(ids, logits_to_keep=1).logits[0, -1].float(), -1).numpy()
+    q = fast.next_token_logprobs(ids[0].tolist())
+    kl = float(np.sum(np.exp(p) * (p - q)))
+    assert p.argmax() == q.argmax() and kl < 0.05, kl
+
+    a, b = (fast.complete(messages, max_tokens=16, temperature=1.0, seed=5).text for _ in range(2))
+    assert a == b
+    with llm_server.ChatServer(fast) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="local", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(model="smollm2-135m", messages=messages, max_tokens=16,
+                                               temperature=1.0, seed=5)
+    assert reply.choices[0].message.content == a
+    assert reply.system_fingerprint.endswith("llama.cpp")

@@ -67,7 +67,8 @@ class LLMConfig:
     (:mod:`mips.llm_server`). ``max_tokens=None`` sends no limit (the paper used the API's defaults),
     except for local models, which are capped at ``LOCAL_MAX_TOKENS``. Conversation k is sampled with
     seed ``seed + k`` (the local server batches a task's conversations and seeds the batch with the
-    smallest). ``local_dtype`` is a local model's compute type. The API key is read from
+    smallest). ``local_engine`` runs a local model with llama.cpp (``auto``: where installed) or
+    transformers (in ``local_dtype``). The API key is read from
     ``OPENAI_API_KEY`` when needed and never stored.
     """
 
@@ -80,7 +81,8 @@ class LLMConfig:
     n_rows: int = 10
     exhaustive_budget: int = 2**20
     request_timeout: float = 900.0
-    local_dtype: str = "bfloat16"   # compute type of a local model (mips.llm_server.DTYPES)
+    local_engine: str = field(default_factory=lambda: os.environ.get("MIPS_LLM_ENGINE") or "auto")
+    local_dtype: str = "bfloat16"   # a local model's compute type under transformers (llm_server.DTYPES)
 
     @classmethod
     def for_preset(cls, preset: str = "full", **overrides) -> LLMConfig:
@@ -102,13 +104,19 @@ class LLMConfig:
             return LOCAL_MAX_TOKENS
         return self.max_tokens
 
-    def recorded(self) -> dict:
-        """The config as recorded (and hashed): a local model's port is not part of it."""
+    def recorded(self, device: str = "cpu") -> dict:
+        """The config as recorded (and hashed): a local model's port is not part of it, its engine is."""
         out = asdict(self)
         out["base_url"] = "local" if self.is_local else _public_url(self.base_url or "https://api.openai.com/v1")
         out["max_tokens"] = self.effective_max_tokens
         if not self.is_local:
-            out.pop("local_dtype")
+            del out["local_engine"], out["local_dtype"]
+        else:
+            from mips.llm_server import resolve_engine
+
+            out["local_engine"] = resolve_engine(self.local_engine, device)
+            if out["local_engine"] == "llama.cpp":
+                del out["local_dtype"]
         return out
 
 
@@ -179,7 +187,7 @@ def connect(config: LLMConfig, device: str = "cpu") -> Connection:
 
         name = config.model[len(LOCAL_PREFIX):]
         try:
-            server = llm_server.shared_server(name, device, config.local_dtype)
+            server = llm_server.shared_server(name, device, config.local_dtype, config.local_engine)
         except llm_server.LocalModelError as exc:
             raise LLMUnavailable(str(exc)) from exc
         client = openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0,
@@ -454,7 +462,7 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     """
     config = config or LLMConfig.for_preset(preset)
     data_rec = require_record(task.id, "dataset", run_dir)
-    stage = StageRun(task.id, "llm_baseline", config.recorded(), upstream={"dataset": data_rec.key},
+    stage = StageRun(task.id, "llm_baseline", config.recorded(device), upstream={"dataset": data_rec.key},
                      run_dir=run_dir)
     if (rec := stage.cached()) is not None and rec.success:
         return rec

@@ -149,11 +149,13 @@ DTYPES = ("bfloat16", "float32")
 class ChatModel:
     """A local causal LM with its chat template; generations run one batch at a time (a lock guards it).
 
-    ``dtype`` is the compute type: bfloat16 (default) halves the weight traffic that bounds decoding on a
-    CPU and, on cores with AVX-512 BF16, ran 1.3x faster than float32 for one sequence and 3x for three
-    batched (benchmarks/llm_speed.py); its rounding is far below the Q4_1 step of the shipped weights.
+    ``dtype`` is the compute type: with bfloat16 (default) the baseline's 736-token prompt ran in half the
+    float32 time, and a batch of three decoded 1.6x the tokens/s of one float32 sequence
+    (benchmarks/llm_speed.py); its rounding is far below the Q4_1 step of the shipped weights.
     ``threads`` sets torch's intra-op threads (None keeps torch's).
     """
+
+    engine = "transformers"
 
     def __init__(self, name: str = "smollm2-135m", device: str = "cpu", threads: int | None = None,
                  dtype: str = "bfloat16"):
@@ -203,14 +205,16 @@ class ChatModel:
         return ids, mask, [len(p) for p in prompts]
 
     def complete_batch(self, conversations: list[list[dict]], max_tokens: int = 256, temperature: float = 1.0,
-                       top_p: float = 1.0, seed: int | None = None,
+                       top_p: float = 1.0, seeds: list[int | None] | None = None,
                        stops: list[list[str]] | None = None) -> list[Completion]:
         """Generate the assistant's reply to each conversation in one batched ``generate`` call.
 
-        Greedy at temperature 0, else sampling; ``seed`` seeds the whole batch, so a request's text
-        depends on the batch it joined (alone, it is reproducible from its seed).
+        Greedy at temperature 0, else sampling; the smallest of ``seeds`` seeds the whole batch, so a
+        request's text depends on the batch it joined (alone, it is reproducible from its seed).
         """
         torch = self._torch
+        given = sorted(int(s) for s in seeds or [] if s is not None)
+        seed = given[0] if given else None
         ids, mask, lengths = self._batch_ids(conversations)
         sample = temperature > 0
         eos = self.tokenizer.eos_token_id
@@ -243,7 +247,114 @@ class ChatModel:
     def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> Completion:
         """Generate the assistant's reply to one conversation (a batch of one)."""
-        return self.complete_batch([messages], max_tokens, temperature, top_p, seed, [stop or []])[0]
+        return self.complete_batch([messages], max_tokens, temperature, top_p, [seed], [stop or []])[0]
+
+
+class LlamaCppChatModel:
+    """The same GGUF file run by llama.cpp's own kernels (the ``llama-cpp-python`` package): its Q4_1
+    weights as shipped, faster than transformers on a CPU (benchmarks/llm_speed.py prints both).
+    Requests run one after another, each from a fresh context with its own seed, so a request's text is a
+    function of its messages and seed. Prompts are tokenized by the transformers tokenizer: llama.cpp's own
+    pre-tokenizer splits runs of spaces differently from the one the model was trained with (the
+    baseline's table prompt came out 10 tokens shorter)."""
+
+    engine, dtype = "llama.cpp", "gguf"
+
+    def __init__(self, name: str = "smollm2-135m", threads: int | None = None, n_ctx: int = 4096):
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LocalModelError("engine 'llama.cpp' needs the llama-cpp-python package "
+                                  "(pip install llama-cpp-python); or use engine='transformers'") from exc
+        self.spec = local_model(name)
+        self.name, self.device = name, "cpu"
+        start = time.time()
+        folder = convert(self.spec)
+        _offline()
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        n = threads or 1
+        self.llm = Llama(model_path=str(gguf_path(self.spec)), n_ctx=n_ctx, n_threads=n, n_threads_batch=n,
+                         verbose=False)
+        self.load_seconds = time.time() - start
+        self._lock = threading.Lock()
+        self.batch_sizes: list[int] = []
+        log.info("loaded %s with llama.cpp in %.1f s", name, self.load_seconds)
+
+    def complete(self, messages: list[dict], max_tokens: int = 256, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> Completion:
+        """Plain sampling at ``temperature`` (no top-k, min-p or repetition penalty), greedy at 0."""
+        start = time.time()
+        ids = self.prompt_ids(messages)
+        with self._lock:
+            self.llm.reset()   # no reuse of a cached prompt prefix: its logits round differently from a
+            out = self.llm.create_completion(   # fresh prompt's, so a seed would not fix the text
+
+                prompt=ids, max_tokens=max(1, int(max_tokens)), temperature=float(temperature),
+                top_p=float(top_p), top_k=0, min_p=0.0, repeat_penalty=1.0,
+                seed=None if seed is None else int(seed), stop=list(stop or []) or None)
+            self.batch_sizes.append(1)
+        choice, usage = out["choices"][0], out["usage"]
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return Completion(choice["text"] or "", int(usage["prompt_tokens"]),
+                          int(usage["completion_tokens"]), finish, time.time() - start)
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """The chat template applied to the messages, ending with the assistant's turn opener."""
+        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+        return list(enc["input_ids"])
+
+    def next_token_logprobs(self, token_ids: list[int]):
+        """Log-probabilities of the token after ``token_ids`` (a numpy vector over the vocabulary)."""
+        import llama_cpp
+        import numpy as np
+
+        with self._lock:
+            self.llm.reset()
+            self.llm.eval(list(token_ids))
+            last = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)   # the last position's logits
+            logits = np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),)).astype(np.float64)
+        logits -= logits.max()
+        return logits - np.log(np.exp(logits).sum())
+
+    def complete_batch(self, conversations: list[list[dict]], max_tokens: int = 256, temperature: float = 1.0,
+                       top_p: float = 1.0, seeds: list[int | None] | None = None,
+                       stops: list[list[str]] | None = None) -> list[Completion]:
+        """The conversations one after another (llama.cpp gains little from batching on one thread)."""
+        seeds = seeds or [None] * len(conversations)
+        stops = stops or [[]] * len(conversations)
+        return [self.complete(m, max_tokens, temperature, top_p, s, st)
+                for m, s, st in zip(conversations, seeds, stops, strict=True)]
+
+
+ENGINES = ("auto", "llama.cpp", "transformers")
+
+
+def llama_cpp_available() -> bool:
+    """Whether the llama.cpp engine can be used here (its Python package imports)."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def resolve_engine(engine: str = "auto", device: str = "cpu") -> str:
+    """``auto`` is llama.cpp on a CPU where it is installed, transformers otherwise."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if engine == "auto":
+        return "llama.cpp" if device == "cpu" and llama_cpp_available() else "transformers"
+    return engine
+
+
+def load_chat_model(name: str = "smollm2-135m", device: str = "cpu", threads: int | None = None,
+                    dtype: str = "bfloat16", engine: str = "auto"):
+    """A local chat model on the chosen engine (``dtype`` applies to transformers only)."""
+    if resolve_engine(engine, device) == "llama.cpp":
+        if device != "cpu":
+            raise ValueError("the llama.cpp engine runs on the CPU here; use engine='transformers' for cuda")
+        return LlamaCppChatModel(name, threads)
+    return ChatModel(name, device, threads, dtype)
 
 
 class Batcher:
@@ -293,10 +404,9 @@ class Batcher:
         while (taken := self._take()) is not None:
             (max_tokens, temperature, top_p), batch = taken
             batch.sort(key=lambda p: (p[1]["seed"] is None, p[1]["seed"] or 0))
-            seeds = [p[1]["seed"] for p in batch if p[1]["seed"] is not None]
             try:
                 done = self.model.complete_batch([p[1]["messages"] for p in batch], max_tokens, temperature,
-                                                 top_p, seeds[0] if seeds else None,
+                                                 top_p, [p[1]["seed"] for p in batch],
                                                  [p[1]["stop"] for p in batch])
             except Exception as exc:   # every waiting request gets the error, the loop goes on
                 for _, _, future in batch:
@@ -348,7 +458,7 @@ def chat_completion(model: ChatModel, body: dict, batcher: Batcher | None = None
     done = batcher.submit(**request) if batcher is not None else model.complete(**request)
     return 200, {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-        "model": model.name, "system_fingerprint": f"local-{model.spec.package}-{model.spec.version}",
+        "model": model.name, "system_fingerprint": f"local-{model.spec.package}-{model.spec.version}-{model.engine}",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
                      "finish_reason": done.finish_reason, "logprobs": None}],
         "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
@@ -438,9 +548,9 @@ class ChatServer:
 
 @contextlib.contextmanager
 def serve(name: str = "smollm2-135m", port: int = 0, device: str = "cpu", threads: int | None = None,
-          dtype: str = "bfloat16") -> Iterator[ChatServer]:
+          dtype: str = "bfloat16", engine: str = "auto") -> Iterator[ChatServer]:
     """Load a local model and serve it on 127.0.0.1 for the duration of the block."""
-    with ChatServer(ChatModel(name, device, threads, dtype), port=port) as server:
+    with ChatServer(load_chat_model(name, device, threads, dtype, engine), port=port) as server:
         yield server
 
 
@@ -449,14 +559,15 @@ class ServerProcess:
     stopped by :meth:`stop`, at interpreter exit, or by the kernel when this process dies."""
 
     def __init__(self, name: str = "smollm2-135m", device: str = "cpu", threads: int | None = 1,
-                 startup_timeout: float = 600.0, dtype: str = "bfloat16"):
+                 startup_timeout: float = 600.0, dtype: str = "bfloat16", engine: str = "auto"):
         local_model(name)
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {DTYPES}")
-        self.name, self.dtype = name, dtype
+        self.name, self.dtype, self.engine = name, dtype, resolve_engine(engine, device)
         self._log = tempfile.TemporaryFile(mode="w+")
         cmd = [sys.executable, "-m", "mips.llm_server", "--model", name, "--port", "0", "--device", device,
-               "--dtype", dtype, "--exit-with-parent"] + (["--threads", str(threads)] if threads else [])
+               "--dtype", dtype, "--engine", self.engine, "--exit-with-parent"]
+        cmd += ["--threads", str(threads)] if threads else []
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}   # the child needs no key
         start = time.time()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
@@ -499,25 +610,27 @@ class ServerProcess:
         self._log.close()
 
 
-_SHARED: dict[tuple[str, str, str], ServerProcess] = {}
+_SHARED: dict[tuple[str, str, str, str], ServerProcess] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_server(name: str = "smollm2-135m", device: str = "cpu", dtype: str = "bfloat16") -> ServerProcess:
+def shared_server(name: str = "smollm2-135m", device: str = "cpu", dtype: str = "bfloat16",
+                  engine: str = "auto") -> ServerProcess:
     """One server process per model in this process, started on first use and stopped at exit.
 
     It generates with ``MIPS_LLM_THREADS`` torch threads (default 1: on a machine whose cores are shared
     with other workers, one thread measured 2-3x faster than two).
     """
     with _SHARED_LOCK:
-        key = (name, device, dtype)
+        engine = resolve_engine(engine, device)
+        key = (name, device, dtype, engine)
         server = _SHARED.get(key)
         if server is None or server.proc.poll() is not None:
             threads = int(os.environ.get("MIPS_LLM_THREADS", "1") or 0) or None
             if not _SHARED:
                 atexit.unregister(stop_shared_servers)
                 atexit.register(stop_shared_servers)
-            server = _SHARED[key] = ServerProcess(name, device, threads, dtype=dtype)
+            server = _SHARED[key] = ServerProcess(name, device, threads, dtype=dtype, engine=engine)
         return server
 
 
@@ -547,15 +660,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES, help="compute type of the weights")
+    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES, help="transformers' compute type")
+    parser.add_argument("--engine", default="auto", choices=ENGINES, help="llama.cpp (if installed) or transformers")
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.exit_with_parent:
         _exit_with_parent()
     try:
-        with serve(args.model, args.port, args.device, args.threads, args.dtype) as server:
-            print(f"OPENAI_BASE_URL={server.base_url}  model={args.model}  dtype={args.dtype}", flush=True)
+        with serve(args.model, args.port, args.device, args.threads, args.dtype, args.engine) as server:
+            print(f"OPENAI_BASE_URL={server.base_url}  model={args.model}  "
+                  f"engine={resolve_engine(args.engine, args.device)}", flush=True)
             threading.Event().wait()
     except LocalModelError as exc:
         parser.error(str(exc))
