@@ -66,10 +66,10 @@ class LLMConfig:
     ``model`` is a name the server knows, or ``local:<name>`` for a model this project serves itself
     (:mod:`mips.llm_server`). ``max_tokens=None`` sends no limit (the paper used the API's defaults),
     except for local models, which are capped at ``LOCAL_MAX_TOKENS``. Conversation k is sampled with
-    seed ``seed + k`` (the local server batches a task's conversations and seeds the batch with the
-    smallest). ``local_engine`` runs a local model with llama.cpp (``auto``: where installed) or
-    transformers (in ``local_dtype``). The API key is read from
-    ``OPENAI_API_KEY`` when needed and never stored.
+    seed ``seed + k`` (on llama.cpp each request keeps its seed; on transformers the local server batches
+    a task's conversations and seeds the batch with the smallest). ``local_engine`` runs a local model on
+    llama.cpp (``auto``: where installed) or on transformers (in ``local_dtype``). The API key is read
+    from ``OPENAI_API_KEY`` when needed and never stored.
     """
 
     model: str = field(default_factory=lambda: os.environ.get("MIPS_LLM_MODEL") or DEFAULT_MODEL)
