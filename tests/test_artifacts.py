@@ -67,3 +67,26 @@ def test_cached_or_compute_runs_once_and_leaves_nothing_after_an_error(isolated)
         StageRun("t", "s", {"a": 2}).cached_or_compute(broken)
     assert [p.name for p in stage_dir("t", "s").parent.iterdir()] == ["s"]
     assert load_record("t", "s").config == {"a": 1}
+
+
+def test_threads_of_one_run_share_one_scratch_folder(isolated):
+    """Concurrent writers (the LLM baseline's conversations) all land in the finished stage folder."""
+    import threading
+
+    run = StageRun("sum_all", "llm_baseline", {"n": 8})
+    gate = threading.Barrier(8)
+
+    def write(k: int) -> None:
+        gate.wait()
+        run.path("transcripts").mkdir(parents=True, exist_ok=True)
+        (run.path("transcripts") / f"{k}.json").write_text("{}")
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.finish({}, success=True)
+    folder = stage_dir("sum_all", "llm_baseline")
+    assert sorted(p.name for p in (folder / "transcripts").iterdir()) == [f"{k}.json" for k in range(8)]
+    assert not list(folder.parent.glob(".llm_baseline.tmp-*"))

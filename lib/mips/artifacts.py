@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -154,6 +155,7 @@ class StageRun:
         self.final = stage_dir(task_id, stage, run_dir)
         self.key = stable_hash({"stage": stage, "task": task_id, "config": config, "upstream": self.upstream})
         self._scratch: Path | None = None
+        self._scratch_lock = threading.Lock()   # threads of one run (e.g. concurrent conversations) share it
         self._start = time.time()
 
     def cached(self) -> Record | None:
@@ -165,12 +167,14 @@ class StageRun:
 
     @property
     def dir(self) -> Path:
-        """The scratch folder this run writes into (created on first use)."""
-        if self._scratch is None:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
-            self._scratch = self.final.parent / f".{self.stage}.tmp-{uuid.uuid4().hex[:8]}"
-            self._scratch.mkdir()
-        return self._scratch
+        """The scratch folder this run writes into (created on first use, once even across threads)."""
+        with self._scratch_lock:
+            if self._scratch is None:
+                self.final.parent.mkdir(parents=True, exist_ok=True)
+                scratch = self.final.parent / f".{self.stage}.tmp-{uuid.uuid4().hex[:8]}"
+                scratch.mkdir()
+                self._scratch = scratch
+            return self._scratch
 
     def path(self, name: str) -> Path:
         """A file inside the scratch folder."""
