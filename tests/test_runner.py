@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,3 +143,26 @@ def test_chapter_notebooks_run_in_order_into_the_book(isolated, monkeypatch):
     assert (isolated / "book" / "generated" / "chapters" / "search.ipynb").exists()
     with pytest.raises(ValueError, match="unknown chapter"):
         run_batch([], [], RunOptions(), chapters=["nope"], quiet=True)
+
+
+def test_a_notebook_whose_stage_record_was_deleted_runs_again(isolated, monkeypatch):
+    """Deleting a stage's folder under runs/ makes its notebook run again, not be reused as finished."""
+    from mips.artifacts import load_record, stage_dir
+
+    nbs = _tiny_notebooks(isolated / "nbs")
+    nb = nbformat.read(nbs / "dataset.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from mips.artifacts import StageRun\nfrom mips.tasks import get_task\n"
+        "StageRun(get_task(task).id, 'dataset', {}, run_dir=run_dir or None).finish({}, success=True)"))
+    nbformat.write(nb, nbs / "dataset.ipynb")
+    monkeypatch.setenv("MIPS_NOTEBOOKS", str(nbs))
+    tasks, opts = registry().select("Sum_All"), RunOptions(preset="smoke")
+
+    def statuses():
+        return [s.status for s in run_batch(tasks, ["dataset"], opts, workers=1, quiet=True).statuses]
+
+    assert statuses() == [OK]
+    assert statuses() == [CACHED]
+    shutil.rmtree(stage_dir("sum_all", "dataset"))
+    assert statuses() == [OK]
+    assert load_record("sum_all", "dataset") is not None

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mips.artifacts import STAGES, clean_scratch, project_root, stable_hash, write_json
+from mips.artifacts import STAGES, clean_scratch, load_record, project_root, stable_hash, write_json
 from mips.tasks import Task, registry
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class NotebookStatus:
     error: str = ""
     finished: str = ""
     notebook: str = ""
+    record: str = ""     # the key of the stage record the notebook made or read, if any
 
     @classmethod
     def load(cls, path: Path) -> NotebookStatus | None:
@@ -197,7 +198,15 @@ def execute_job(job: Job, opts: RunOptions, key: str) -> NotebookStatus:
         _hide_parameters(tmp)
         os.replace(tmp, target)
     return _write_status(opts.out(), NotebookStatus(job.unit, job.name, status, key, round(time.time() - start, 2),
-                                                    error, notebook=str(target)))
+                                                    error, notebook=str(target), record=_record_key(job, opts)))
+
+
+def _record_key(job: Job, opts: RunOptions) -> str:
+    """The key of the stage record behind a task's stage notebook ("" for chapters or no record)."""
+    if job.name not in STAGES or job.unit == "chapters":
+        return ""
+    rec = load_record(job.unit, job.name, Path(opts.run_dir) if opts.run_dir else None)
+    return rec.key if rec is not None else ""
 
 
 def _hide_parameters(path: Path) -> None:
@@ -235,8 +244,10 @@ def run_chain(jobs: Sequence[Job], opts: RunOptions) -> list[NotebookStatus]:
             continue
         prev = NotebookStatus.load(status_path(out, job.unit, job.name))
         if (not opts.force and prev is not None and prev.key == key and prev.status in (OK, CACHED)
-                and (out / job.unit / f"{job.name}.ipynb").exists()):
-            statuses.append(NotebookStatus(job.unit, job.name, CACHED, key, prev.seconds, notebook=prev.notebook))
+                and (out / job.unit / f"{job.name}.ipynb").exists()
+                and (not prev.record or prev.record == _record_key(job, opts))):   # its record still there
+            statuses.append(NotebookStatus(job.unit, job.name, CACHED, key, prev.seconds, notebook=prev.notebook,
+                                           record=prev.record))
             continue
         st = execute_job(job, opts, key)
         statuses.append(st)
