@@ -146,6 +146,15 @@ class Completion:
 DTYPES = ("bfloat16", "float32")
 
 
+def load_tokenizer(spec: LocalModel):
+    """The model's own (transformers) tokenizer and chat template, from the converted folder."""
+    folder = convert(spec)
+    _offline()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
 class ChatModel:
     """A local causal LM with its chat template; generations run one batch at a time (a lock guards it).
 
@@ -167,14 +176,14 @@ class ChatModel:
         folder = convert(self.spec)
         _offline()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.tokenizer = load_tokenizer(self.spec)
         self.tokenizer.padding_side = "left"         # batched prompts end where generation starts
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
                                                           local_files_only=True)
@@ -269,11 +278,7 @@ class LlamaCppChatModel:
         self.spec = local_model(name)
         self.name, self.device = name, "cpu"
         start = time.time()
-        folder = convert(self.spec)
-        _offline()
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.tokenizer = load_tokenizer(self.spec)
         n = threads or 1
         self.llm = Llama(model_path=str(gguf_path(self.spec)), n_ctx=n_ctx, n_threads=n, n_threads_batch=n,
                          verbose=False)
@@ -288,9 +293,10 @@ class LlamaCppChatModel:
         start = time.time()
         ids = self.prompt_ids(messages)
         with self._lock:
-            self.llm.reset()   # no reuse of a cached prompt prefix: its logits round differently from a
-            out = self.llm.create_completion(   # fresh prompt's, so a seed would not fix the text
-
+            # A fresh context each time: a reused prompt prefix rounds its logits differently from a fresh
+            # prompt's, and the same seed would then not give the same text.
+            self.llm.reset()
+            out = self.llm.create_completion(
                 prompt=ids, max_tokens=max(1, int(max_tokens)), temperature=float(temperature),
                 top_p=float(top_p), top_k=0, min_p=0.0, repeat_penalty=1.0,
                 seed=None if seed is None else int(seed), stop=list(stop or []) or None)
@@ -618,7 +624,7 @@ def shared_server(name: str = "smollm2-135m", device: str = "cpu", dtype: str = 
                   engine: str = "auto") -> ServerProcess:
     """One server process per model in this process, started on first use and stopped at exit.
 
-    It generates with ``MIPS_LLM_THREADS`` torch threads (default 1: on a machine whose cores are shared
+    It generates with ``MIPS_LLM_THREADS`` threads (default 1: on a machine whose cores are shared
     with other workers, one thread measured 2-3x faster than two).
     """
     with _SHARED_LOCK:
