@@ -203,7 +203,7 @@ def execute_job(job: Job, opts: RunOptions, key: str) -> NotebookStatus:
 
 def _record_key(job: Job, opts: RunOptions) -> str:
     """The key of the stage record behind a task's stage notebook ("" for chapters or no record)."""
-    if job.name not in STAGES or job.unit == "chapters":
+    if job.name not in STAGES:
         return ""
     rec = load_record(job.unit, job.name, Path(opts.run_dir) if opts.run_dir else None)
     return rec.key if rec is not None else ""
