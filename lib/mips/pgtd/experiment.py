@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mips.pgtd.lm import make_lm
 
-    parser = argparse.ArgumentParser(prog="python -m mips.pgtd.experiment", description=main.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mips.pgtd", description=main.__doc__.split("\n")[0])
     parser.add_argument("--tasks", default="default", help="default | few | all | comma-separated names")
     parser.add_argument("--preset", default="full", choices=("smoke", "full"))
     parser.add_argument("--backend", default="local", help="local | server | chat | tiny")
@@ -263,6 +263,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{sum(r.success for r in records)}/{len(records)} task records under {CHAPTER}/")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
