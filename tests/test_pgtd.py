@@ -183,7 +183,18 @@ def test_chapter_records_and_results_table(tiny, isolated):
                                                          "private 1"]
     outcomes = experiment.test_outcomes(isolated / "runs")
     assert set(outcomes["outcome"]) <= set(problems.OUTCOMES)
-    assert not experiment.summary_table(isolated / "runs").empty
+    summary = experiment.summary_table(isolated / "runs").set_index("algorithm")
+    assert summary.loc["pgtd", "public pass rate"] >= summary.loc["greedy", "public pass rate"]
+    # Every scored program's public tests are counted, each once: candidates × public tests per algorithm.
+    counts = experiment.candidate_outcomes(isolated / "runs")
+    assert set(counts["outcome"]) <= set(problems.OUTCOMES)
+    ran = counts.groupby(["task", "algorithm"])["tests"].sum()
+    for name in ("pgtd", "sampling T=1", "beam"):
+        assert ran[("Add_Mod_5", name)] == res[name]["n_candidates"] * cfg.n_public
+    assert counts.set_index(["task", "algorithm", "outcome"]).loc[("Add_Mod_5", "pgtd", "pass"), "tests"] > 0
+    shares = experiment.outcome_shares(counts)
+    assert np.allclose(shares.drop(columns="runs").sum(axis=1), 1.0)
+    assert shares["runs"].sum() == counts["tests"].sum()
 
 
 def test_chapter_tasks_and_shards_cover_the_book():

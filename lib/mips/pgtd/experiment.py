@@ -206,7 +206,8 @@ def leaderboard_entry(task_id: str, run_dir: Path | None = None) -> tuple[bool |
 
 
 def summary_table(run_dir: Path | None = None):
-    """Algorithm × metric over all finished tasks: pass rate, strict accuracy, n@k, errors, calls, time."""
+    """Algorithm × metric over all finished tasks: the pick's public and private pass rates, strict accuracy,
+    n@k, errors, calls, time."""
     import pandas as pd
 
     rows = []
@@ -214,8 +215,9 @@ def summary_table(run_dir: Path | None = None):
         for name, m in r["results"].items():
             if "strict" not in m:
                 continue
-            rows.append({"task": r["task"], "algorithm": name, "pass rate": m["pass_rate"],
-                         "strict": float(m["strict"]), "public strict": float(m["public_strict"]),
+            rows.append({"task": r["task"], "algorithm": name, "public pass rate": m["public_pass_rate"],
+                         "public strict": float(m["public_strict"]), "pass rate": m["pass_rate"],
+                         "strict": float(m["strict"]),
                          **{f"strict 1@{k}": float(v["strict"]) for k, v in m.get("n_at_k", {}).items()},
                          "compile errors": m["compile_error_rate"], "runtime errors": m["runtime_error_rate"],
                          "candidates": m["n_candidates"], "lm calls": m["lm_calls"], "seconds": m["seconds"]})
@@ -236,6 +238,36 @@ def test_outcomes(run_dir: Path | None = None):
                 rows.append({"task": r["task"], "algorithm": name.split(" ")[0],
                              "temperature": m.get("temperature", 0.0), "test": t["test"], "outcome": t["outcome"]})
     return pd.DataFrame(rows, columns=["task", "algorithm", "temperature", "test", "outcome"])
+
+
+def candidate_outcomes(run_dir: Path | None = None):
+    """Long table (task, algorithm, outcome, tests) counting the public-test outcomes of *every* program each
+    algorithm scored, not only its pick: what the model writes, and how it fails."""
+    import json
+
+    import pandas as pd
+
+    root = Path(run_dir or runs_dir()) / CHAPTER
+    rows = []
+    for r in load_results(run_dir):
+        path = root / r["task_id"] / "programs.json"
+        for name, res in (json.loads(path.read_text()) if path.is_file() else {}).items():
+            for c in res.get("candidates", []):
+                for outcome in c["public"]:
+                    rows.append({"task": r["task"], "algorithm": name, "outcome": outcome})
+    df = pd.DataFrame(rows, columns=["task", "algorithm", "outcome"])
+    return df.groupby(["task", "algorithm", "outcome"], sort=False).size().rename("tests").reset_index()
+
+
+def outcome_shares(counts):
+    """Algorithm × outcome: the share of each outcome among the public-test runs of
+    :func:`candidate_outcomes`, and the number of runs."""
+    from mips.pgtd.problems import OUTCOMES
+
+    table = counts.pivot_table(index="algorithm", columns="outcome", values="tests", aggfunc="sum", fill_value=0)
+    table = table.reindex(columns=[o for o in OUTCOMES if o in table.columns])
+    runs = table.sum(axis=1)
+    return table.div(runs, axis=0).assign(runs=runs)
 
 
 def main(argv: list[str] | None = None) -> int:

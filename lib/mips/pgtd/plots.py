@@ -70,8 +70,8 @@ def cache_ablation(rows: list[dict], title: str = ""):
     return fig
 
 
-def compare(summary, metrics: tuple[str, ...] = ("pass rate", "strict", "public strict")):
-    """Mean pass rate and strict accuracy of each algorithm over the tasks run."""
+def compare(summary, metrics: tuple[str, ...] = ("public pass rate", "public strict", "pass rate", "strict")):
+    """Mean public and private pass rates and strict accuracy of each algorithm's pick over the tasks run."""
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
     algs = list(summary["algorithm"])
     width = 0.8 / len(metrics)
@@ -81,6 +81,25 @@ def compare(summary, metrics: tuple[str, ...] = ("pass rate", "strict", "public 
     ax.set_xticks(x, algs)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean over tasks")
-    ax.legend(fontsize=8, ncol=len(metrics))
+    ax.legend(fontsize=8, ncol=len(metrics), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def outcome_shares(shares):
+    """How every scored program's public-test runs ended, a stacked bar per algorithm (the table of
+    :func:`mips.pgtd.experiment.outcome_shares`)."""
+    outcomes = [o for o in OUTCOMES if o in shares.columns]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(shares) + 1.2))
+    left = np.zeros(len(shares))
+    for outcome in outcomes:
+        ax.barh(range(len(shares)), shares[outcome], left=left, color=COLOURS[outcome],
+                label=outcome.replace("_", " "))
+        left += shares[outcome].to_numpy()
+    ax.set_yticks(range(len(shares)), [f"{alg}\n({n} runs)" for alg, n in shares["runs"].items()])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of public-test runs")
+    ax.legend(fontsize=8, ncol=len(outcomes), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig
