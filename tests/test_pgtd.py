@@ -4,6 +4,7 @@ the project cache), the local SmolLM2-135M in this process, and the same model b
 OpenAI-compatible server. No reply is canned."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -88,6 +89,9 @@ def test_each_outcome_class(sum_all):
     assert run_tests(sum_all.program("\n    if xs[0] == 15:\n        raise ValueError\n    return xs\n"),
                      rows) == [RUNTIME, WRONG, WRONG]
     assert run_tests(sum_all.program("\n    return [x +]\n"), rows) == [COMPILE] * 3
+    with warnings.catch_warnings():      # a program that compiles with a SyntaxWarning runs, and stays quiet
+        warnings.simplefilter("error")
+        assert run_tests(sum_all.program("\n    return (1, 2)(3)\n"), rows) == [RUNTIME] * 3
     fast = problems.sandbox.Limits(cpu_seconds=1, wall_seconds=3)
     assert run_tests(sum_all.program("\n    while True:\n        pass\n"), rows, fast) == [TIMEOUT] * 3
     assert problems.pass_rate([PASS, WRONG, RUNTIME]) == pytest.approx(1 / 3)

@@ -10,6 +10,7 @@ sequence). Every candidate runs in the sandbox, public tests included. Explained
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,7 +101,9 @@ def run_tests(source: str, rows: list[tuple[list, list]], limits: sandbox.Limits
     if not rows:
         return []
     try:
-        compile(source, "program.py", "exec")
+        with warnings.catch_warnings():     # a candidate's SyntaxWarnings are its own, not this process's
+            warnings.simplefilter("ignore")
+            compile(source, "program.py", "exec")
     except (SyntaxError, ValueError):
         return [COMPILE] * len(rows)
     res = sandbox.run_program(source + _HARNESS.format(entry=ENTRY), [x for x, _ in rows], entry="__pgtd_case",
