@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import StageRun, stage_dir
 from mips.culture.gpt import GPT

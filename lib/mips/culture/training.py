@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, runs_dir, stable_hash, stage_dir
 from mips.culture.gpt import GPT, GPTConfig, generate, load_model, n_params, save_model

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 from torch.nn.utils import parametrize
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, stable_hash
 from mips.das import training

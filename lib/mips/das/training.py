@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, stage_dir
 from mips.das.models import ModelConfig, SequenceModel, build_model, load_model, save_model

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, load_record, runs_dir, write_json
 from mips.pgtd.baselines import SamplingConfig, beam_search, sampling
