@@ -294,4 +294,3 @@ def main(argv: list[str] | None = None) -> int:
                         args.preset, args.run_dir)
     print(f"{sum(r.success for r in records)}/{len(records)} task records under {CHAPTER}/")
     return 0
-
