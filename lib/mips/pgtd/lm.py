@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -244,8 +245,11 @@ class HFLocal(TorchLM):
     def __init__(self, model: str = "smollm2-135m", device: str = "cpu", threads: int | None = None):
         super().__init__()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+
+        with warnings.catch_warnings():   # huggingface_hub's tqdm.auto warns in a kernel without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
         from mips import llm_server
 
