@@ -40,3 +40,18 @@ def test_batch_output_builds_into_a_book_without_warnings_or_broken_links(isolat
     assert "<table" in sum_all and "reference agrees" in sum_all, "markdown outputs render as tables"
     assert (html / "book" / "generated" / "results.html").exists()
     assert list((html / "_images").glob("*.png")), "figures are in the built book"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_valid_nbformat_with_unique_cell_ids(path):
+    """Every shipped notebook validates as it stands (no id added behind our back), each cell id unique."""
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # nbformat's MissingIDFieldWarning: a cell without an id
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(nb)
+    ids = [c["id"] for c in nb.cells]
+    assert len(ids) == len(set(ids)), f"duplicate cell ids in {path.name}"
