@@ -13,14 +13,15 @@ COLOURS = {"pass": "#4c9a5b", "wrong_output": "#e3a33b", "runtime_error": "#c855
            "timeout": "#7b3f8c", "compile_error": "#555555"}
 
 
-def test_heatmaps(outcomes, height: float | None = None):
-    """Per-problem × per-test outcome of each algorithm's pick, one facet per (temperature, algorithm);
-    failures are coloured by class. Facets grow with the number of tasks (a readable row each).
-    Returns the seaborn FacetGrid."""
+def test_heatmaps(outcomes, height: float | None = None, per_row: int = 4):
+    """Per-problem × per-test outcome of each algorithm's pick, one facet per (algorithm, temperature) that
+    ran, side by side with the task names on the left; failures are coloured by class. Facets grow with the
+    number of tasks (a readable row each). Returns the seaborn FacetGrid."""
     import seaborn as sns
 
     df = outcomes.copy()
     df["code"] = df["outcome"].map({o: i for i, o in enumerate(OUTCOMES)})
+    df["run"] = df["algorithm"] + ", T = " + df["temperature"].astype(str)
     tests = list(dict.fromkeys(df["test"]))
     tasks = list(dict.fromkeys(df["task"]))
     height = height or max(2.6, 0.14 * len(tasks) + 0.8)
@@ -36,16 +37,18 @@ def test_heatmaps(outcomes, height: float | None = None):
         ax.set_xticks(range(len(tests)), [t.replace("public ", "pub ").replace("private ", "priv ")
                                           for t in tests], rotation=90, fontsize=7)
 
-    width = max(2.6, 0.28 * len(tests) + 1.2)
-    g = sns.FacetGrid(df, row="temperature", col="algorithm", height=height, aspect=width / height,
+    width = max(1.8, 0.2 * len(tests) + 0.4)
+    runs = df["run"].nunique()
+    g = sns.FacetGrid(df, col="run", col_wrap=min(per_row, runs), height=height, aspect=width / height,
                       sharex=False, sharey=False, despine=False)
     g.map_dataframe(draw)
-    for ax in g.axes.flat:           # (temperature, algorithm) pairs that were not run
-        if not ax.images:
-            ax.set_visible(False)
-    g.set_titles("{col_name}, T = {row_name}")
+    for i, ax in enumerate(g.axes.flat):     # the same tasks in every facet: name them once per row
+        if i % per_row:
+            ax.tick_params(axis="y", labelleft=False)
+    g.set_titles("{col_name}", size=9)
+    g.tight_layout()
     g.figure.legend(handles=[Patch(color=COLOURS[o], label=o.replace("_", " ")) for o in OUTCOMES],
-                    loc="upper center", ncol=len(OUTCOMES), bbox_to_anchor=(0.5, 1.04), frameon=False)
+                    loc="lower center", ncol=len(OUTCOMES), bbox_to_anchor=(0.5, 1.0), frameon=False)
     return g
 
 
@@ -64,8 +67,8 @@ def cache_ablation(rows: list[dict], title: str = ""):
     ax.invert_yaxis()
     ax.set_xlabel("language-model calls")
     ax.set_xlim(0, max(r["lm calls"] for r in rows) * 1.35 + 1)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10, pad=18)      # room for the legend between title and bars
     fig.tight_layout()
     return fig
 
@@ -77,9 +80,10 @@ def compare(summary, metrics: tuple[str, ...] = ("public pass rate", "public str
     width = 0.8 / len(metrics)
     x = np.arange(len(algs))
     for i, m in enumerate(metrics):
-        ax.bar(x + i * width - 0.4 + width / 2, summary[m], width, label=m)
+        bars = ax.bar(x + i * width - 0.4 + width / 2, summary[m], width, label=m)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)     # a zero stays readable as 0.00
     ax.set_xticks(x, algs)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("mean over tasks")
     ax.legend(fontsize=8, ncol=len(metrics), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
