@@ -1,8 +1,10 @@
 """The book: a batch's output builds with Jupyter Book 1 under -W, and the link checker finds real breaks."""
 
 import shutil
+import warnings
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from mips.book import broken_links, build_book
@@ -45,10 +47,6 @@ def test_batch_output_builds_into_a_book_without_warnings_or_broken_links(isolat
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebooks_are_valid_nbformat_with_unique_cell_ids(path):
     """Every shipped notebook validates as it stands (no id added behind our back), each cell id unique."""
-    import warnings
-
-    import nbformat
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")      # nbformat's MissingIDFieldWarning: a cell without an id
         nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
