@@ -48,7 +48,7 @@ def parity_rnn() -> RNN:
 
 def read(model: RNN, x: np.ndarray) -> E.Extraction:
     states = hidden_states(model, x)
-    return E.extract_states(states, x, E.state_outputs(model, states, "log"), CFG)
+    return E.extract_states(states, x, E.state_outputs(model, states), CFG)
 
 
 def test_integer_row_basis_spans_the_same_lattice():

@@ -716,19 +716,17 @@ def extract_states(states: np.ndarray, x: np.ndarray, outputs: np.ndarray, cfg: 
 
 
 @torch.no_grad()
-def rounded_outputs(model: RNN, y_pred: torch.Tensor, loss: str) -> np.ndarray:
-    """Integer outputs of the network: rounded values, or the arg-max class for cross-entropy."""
-    if loss == "cross_entropy":
-        return y_pred.argmax(-1, keepdim=True).numpy().astype(np.int64)
-    return torch.round(y_pred).numpy().astype(np.int64)
+def rounded_outputs(model: RNN, y_pred: torch.Tensor) -> np.ndarray:
+    """Integer outputs of the network: rounded values, or the arg-max class's value for a classifier."""
+    return model.readout(y_pred).numpy().astype(np.int64)
 
 
 @torch.no_grad()
-def state_outputs(model: RNN, states: np.ndarray, loss: str, device: str = "cpu") -> np.ndarray:
-    """The network's rounded output g(h) at every hidden state (n, T+1, O), h_0 included."""
+def state_outputs(model: RNN, states: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The network's integer output at every hidden state (n, T+1, O), h_0 included."""
     dtype = model.output_mlp.layers[0].weight.dtype
     y = model.output_mlp(torch.as_tensor(states, dtype=dtype, device=device)).cpu()
-    return rounded_outputs(model, y, loss)
+    return rounded_outputs(model, y)
 
 
 def write_states(path: Path, ex: Extraction, x: np.ndarray, y: np.ndarray, y_net_test: np.ndarray, H: int) -> None:
@@ -762,9 +760,9 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
                                                           replace=False))
     x, y = ds.x_train[rows], ds.y_train[rows]
     states = hidden_states(model, x, device)
-    outputs = state_outputs(model, states, task.loss, device)
+    outputs = state_outputs(model, states, device)
     ex = extract_states(states, x, outputs, cfg)
-    y_net_test = rounded_outputs(model, predict(model, ds.x_test, device=device), task.loss)
+    y_net_test = rounded_outputs(model, predict(model, ds.x_test, device=device))
     agreement = float((outputs[:, 1:] == y.reshape(outputs[:, 1:].shape)).mean())
     write_states(stage.path("states.npz"), ex, x, y, y_net_test, model.config.hidden_dim)
     metrics = ex.metrics | {"n_rows": len(rows), "hidden_dim": model.config.hidden_dim,

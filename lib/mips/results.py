@@ -35,6 +35,7 @@ class TaskResult:
     ran: bool = False
     hidden_dim: int | None = None
     architecture: str = ""
+    representation: str = ""             # the winner's input encoding → output head
     search_ok: bool | None = None
     hidden_dim_after: int | None = None
     state_kind: str = ""
@@ -66,6 +67,7 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
         m = s.metrics
         r.hidden_dim, r.search_ok = m.get("hidden_dim"), s.success
         r.architecture = m.get("architecture", "")
+        r.representation = f"{m['encoding']} → {m['head']}" if "encoding" in m else ""
     if (s := recs["simplify"]) is not None:
         r.hidden_dim_after = s.metrics.get("effective_hidden_dim_after", s.metrics.get("hidden_dim_after"))
     if (s := recs["extract"]) is not None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mips.models import RNN, RNNConfig
+from mips.models import RNN, RNNConfig, encode_inputs, head_loss, output_targets
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,19 @@ class Member:
 
 
 def _padded(configs: Sequence[RNNConfig]) -> RNNConfig:
-    """The smallest architecture every config fits into by zero-padding (depths must agree)."""
+    """The smallest architecture every config fits into by zero-padding (depths and representation must
+    agree)."""
     first = configs[0]
+    shared = lambda c: (c.hidden_depth, c.output_depth, c.input_dim, c.output_dim, c.input_alphabet,
+                        c.output_alphabet)
     for c in configs:
-        if (c.hidden_depth, c.output_depth, c.input_dim, c.output_dim) != (
-                first.hidden_depth, first.output_depth, first.input_dim, first.output_dim):
-            raise ValueError(f"a stack needs equal depths and input/output dims; got {first.label()} and "
-                             f"{c.label()}")
+        if shared(c) != shared(first):
+            raise ValueError(f"a stack needs equal depths, input/output dims and representation; got "
+                             f"{first.label()} and {c.label()}")
     return RNNConfig(first.input_dim, first.output_dim, max(c.hidden_dim for c in configs),
                      first.hidden_depth, max(c.hidden_width for c in configs),
-                     first.output_depth, max(c.output_width for c in configs))
+                     first.output_depth, max(c.output_width for c in configs),
+                     first.input_alphabet, first.output_alphabet)
 
 
 def init_network(config: RNNConfig, seed: int) -> RNN:
@@ -121,9 +124,9 @@ class RNNStack:
     def _stack_init(self) -> list[torch.Tensor]:
         """Each member's default init copied into the top-left block of zero-padded stacked tensors."""
         s = self.shape
-        H, n_in = s.hidden_dim, s.input_dim
+        H, n_in = s.hidden_dim, s.n_inputs
         f_shape = [H + n_in] + [s.hidden_width] * (s.hidden_depth - 1) + [H]
-        g_shape = [H] + [s.output_width] * (s.output_depth - 1) + [s.output_dim]
+        g_shape = [H] + [s.output_width] * (s.output_depth - 1) + [s.n_outputs]
         M = len(self.members)
         shapes = [(H, f_shape[1]), (n_in, f_shape[1]), (1, f_shape[1])]
         shapes += [sh for a, b in zip(f_shape[1:-1], f_shape[2:], strict=True) for sh in ((a, b), (1, b))]
@@ -163,14 +166,20 @@ class RNNStack:
     # -- forward -----------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """Outputs (M, T, B, O) for shared inputs x (B, T, I): h_0 = 0, h_t = f([h_{t-1}, x_t]), y_t = g(h_t)."""
-        return stack_forward(self.params if params is None else params, self.shape.hidden_depth, x)
+        """Outputs (M, T, B, O) for shared integer inputs x (B, T, I): h_0 = 0, h_t = f([h_{t-1}, e(x_t)]),
+        y_t = g(h_t)."""
+        return stack_forward(self.params if params is None else params, self.shape.hidden_depth,
+                             encode_inputs(self.shape, x))
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        """The heads' training targets for targets y (B, T, O) -> (T, B, O): values, or class indices."""
+        return output_targets(self.shape, y).transpose(0, 1)
 
 
 def unstack(config: RNNConfig, params: Sequence[torch.Tensor], m: int = 0) -> RNN:
     """Row m of stacked parameters as a standalone ``RNN`` of architecture ``config`` (its unpadded block)."""
     net = RNN(config)
-    H, n_in = config.hidden_dim, config.input_dim
+    H, n_in = config.hidden_dim, config.n_inputs
     layers = list(net.hidden_mlp.layers) + list(net.output_mlp.layers)
     with torch.no_grad():
         d1 = layers[0].weight.shape[0]
@@ -348,7 +357,7 @@ def test_split_accuracy(stack: RNNStack, params: Sequence[torch.Tensor], data: T
     hits = total = 0
     for i in range(0, len(data.x_test), chunk):
         ok = correct(stack.forward(data.x_test[i:i + chunk], params)[0],
-                     data.y_test[i:i + chunk].transpose(0, 1), loss)
+                     stack.targets(data.y_test[i:i + chunk]), loss)
         hits, total = hits + int(ok.sum()), total + ok.numel()
     return hits / total
 
@@ -376,14 +385,15 @@ class _StackRun:
         self.reference = [(math.inf, math.inf)] * len(members)   # (error rate, loss) at that gain
         self.batches = torch.Generator().manual_seed(config.data_seed)
         rows = evaluation_rows(len(data.x_test), config).to(device)
-        self.x_eval, self.y_eval = data.x_test[rows], data.y_test[rows].transpose(0, 1)
+        self.x_eval, self.y_eval = data.x_test[rows], self.stack.targets(data.y_test[rows])
+        self.loss = head_loss(self.stack.shape, config.loss)  # cross-entropy for classification heads
 
     def train_step(self, step: int) -> None:
         """One AdamW step of every active member on a shared random batch."""
         idx = torch.randint(len(self.data.x_train), (self.config.batch_size,), generator=self.batches)
         idx = idx.to(self.device)
-        xb, yb = self.data.x_train[idx], self.data.y_train[idx].transpose(0, 1)
-        member_loss = elementwise_loss(self.stack.forward(xb), yb, self.config.loss).flatten(1).mean(1)
+        xb, yb = self.data.x_train[idx], self.stack.targets(self.data.y_train[idx])
+        member_loss = elementwise_loss(self.stack.forward(xb), yb, self.loss).flatten(1).mean(1)
         for p in self.stack.params:
             p.grad = None
         member_loss.sum().backward()
@@ -395,8 +405,8 @@ class _StackRun:
         """Score the evaluation batch, confirm perfect members on the whole test split, retire members."""
         cfg = self.config
         y_pred = self.stack.forward(self.x_eval)
-        acc = correct(y_pred, self.y_eval, cfg.loss).flatten(1).float().mean(1).cpu().numpy()
-        ev_loss = elementwise_loss(y_pred, self.y_eval, cfg.loss).flatten(1).mean(1).cpu().numpy()
+        acc = correct(y_pred, self.y_eval, self.loss).flatten(1).float().mean(1).cpu().numpy()
+        ev_loss = elementwise_loss(y_pred, self.y_eval, self.loss).flatten(1).mean(1).cpu().numpy()
         acc_all = np.full(len(self.results), np.nan, np.float32)
         loss_all = np.full(len(self.results), np.nan, np.float32)
         acc_all[self.active], loss_all[self.active] = acc, ev_loss
@@ -415,7 +425,7 @@ class _StackRun:
                 self.best[i] = self.stack.snapshot(row)
             r.best_eval_loss = min(r.best_eval_loss, lo)
             if a == 1.0:
-                full = test_split_accuracy(self.stack, self.stack.snapshot(row), self.data, cfg.loss,
+                full = test_split_accuracy(self.stack, self.stack.snapshot(row), self.data, self.loss,
                                            cfg.test_chunk)
                 if full == 1.0:
                     r.success, r.success_step, r.test_accuracy = True, step, 1.0
@@ -453,7 +463,7 @@ class _StackRun:
         if i in self.best:
             r.network = unstack(r.member.config, self.best[i])
             if r.test_accuracy is None:
-                r.test_accuracy = test_split_accuracy(self.stack, self.best[i], self.data, self.config.loss,
+                r.test_accuracy = test_split_accuracy(self.stack, self.best[i], self.data, self.loss,
                                                       self.config.test_chunk)
         else:                                    # never evaluated without diverging
             r.network = init_network(r.member.config, r.member.seed)

@@ -77,7 +77,7 @@ class Machine:
         self.updates, self.outputs = machine["updates"], machine["outputs"]
         self.tables = {}
         for f in self.updates + self.outputs:
-            if f["method"] == "table":
+            if f.get("table"):
                 rows = np.asarray(f["table"], dtype=np.int64)
                 keys = rows[:, :-1]
                 self.tables[f["table_name"]] = ({int(k[0]): int(v) for k, v in zip(keys, rows[:, -1], strict=True)}
@@ -141,11 +141,9 @@ def run_from(model: RNN, h: np.ndarray, x: np.ndarray, device: str = "cpu") -> n
     return torch.stack(ys, dim=1).cpu().numpy()
 
 
-def rounded(y: np.ndarray, loss: str) -> np.ndarray:
-    """Integer outputs: arg-max for a classifier, rounding otherwise (as the extract stage reads them)."""
-    if loss == "cross_entropy":
-        return y.argmax(-1)[..., None].astype(np.int64)
-    return np.round(y).astype(np.int64)
+def rounded(model: RNN, y: np.ndarray) -> np.ndarray:
+    """Integer outputs: the arg-max class's value for a classifier, rounding otherwise (as extract reads them)."""
+    return model.readout(torch.as_tensor(y)).numpy().astype(np.int64)
 
 
 @dataclass
@@ -193,7 +191,7 @@ class CausalResult:
 
 
 def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine, A: np.ndarray, b: np.ndarray,
-                pairs: Pairs, loss: str, device: str = "cpu", seed: int = 0) -> CausalResult:
+                pairs: Pairs, device: str = "cpu", seed: int = 0) -> CausalResult:
     """Run every pair on the network (lattice swap) and on the machine (code swap); compare outputs."""
     k, H = A.shape
     T = x.shape[1]
@@ -219,7 +217,7 @@ def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine,
     for t in np.unique(pairs.trg_step):                                 # same number of remaining inputs
         sel = np.flatnonzero(pairs.trg_step == t)
         rest = x[pairs.trg_row[sel], t:]                                 # inputs x_{t+1} .. x_T
-        y_net = rounded(run_from(model, h_new[sel], rest, device), loss)
+        y_net = rounded(model, run_from(model, h_new[sel], rest, device))
         y_prog, ok = machine.run_from(c_new[sel], rest)
         y_orig, ok0 = machine.run_from(c_trg[sel], rest)
         d_out = y_net.shape[-1]
@@ -231,7 +229,7 @@ def interchange(model: RNN, states: np.ndarray, x: np.ndarray, machine: Machine,
         correct[sel] = ok & (y_net == y_prog).all(axis=(1, 2))
         changed[sel] = ok & ok0 & (y_prog != y_orig).any(axis=(1, 2))
         if with_control[sel].any():
-            y_ctl = rounded(run_from(model, h_ctl[sel], rest, device), loss)
+            y_ctl = rounded(model, run_from(model, h_ctl[sel], rest, device))
             ctl_ok[sel] = ok & (y_ctl == y_prog).all(axis=(1, 2))
     ctl = np.where(with_control, ctl_ok, np.nan) if with_control.any() else None
     return CausalResult(pairs, correct, defined, changed, net_out, prog_out, orig_out, ctl)
@@ -305,7 +303,7 @@ def run(task: Task, preset: str = "full", run_dir: Path | None = None, device: s
     x = ds.x_test.astype(np.int64)
     states = hidden_states(model, x, device)
     pairs = make_pairs(len(x), x.shape[1], len(A), cfg)
-    res = interchange(model, states, x, machine, A, b, pairs, task.loss, device, cfg.seed)
+    res = interchange(model, states, x, machine, A, b, pairs, device, cfg.seed)
     metrics = summarize(res, len(A)) | {"subspace_dim": int(len(A)), "hidden_dim": int(A.shape[1]),
                                         "variable_dim": 1}
     np.savez_compressed(stage.path("pairs.npz"), src_row=pairs.src_row, trg_row=pairs.trg_row,
