@@ -2,8 +2,9 @@
 
 (a) benchmarks/original_search.py: one network at a time, seeds one after another, batch 4096, a 65,536-row
     test batch every 100 steps, the geometric sweep and the bisection (spec §7-§8).
-(b) mips.search with the full preset: candidates in the paper's order, windows of candidates and seeds
-    trained as one stack, batch 256, early stops, success checked on the whole test split.
+(b) mips.search with the full preset: candidates simplest first (depths, representation, size), each group
+    of candidates and seeds trained as one stack with successive halving, batch 256, early stops, success
+    checked on the whole test split.
 
 Both get the same step budget per network (``--steps``; the paper's is 10,000 or 20,000) and the same
 number of torch threads. The original can be capped (``--original-max-seconds``): a capped run did not

@@ -15,15 +15,17 @@ from mips.search import (
     Progress,
     SearchConfig,
     candidates,
-    network_dims,
+    groups,
+    halving_stop_rule,
     progress_folder,
+    representations,
     search,
     search_config,
 )
 from mips.tasks import get_task
-from mips.train import TrainData, TrainResult, init_network
+from mips.train import Member, TrainData, TrainResult, init_network
 
-LINEAR_ONLY = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100)
+LINEAR_ONLY = SearchConfig(wide_hidden_dims=(), depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +38,13 @@ def sum_all():
 class FakeTrainer:
     """Stands in for ``train_stack``: a member succeeds iff its architecture is in ``solves``.
 
-    It "evaluates" every 10 steps: solvers succeed at step 10, the others fail when the steps run out,
+    It "evaluates" every 10 steps: solvers succeed at ``solve_step``, the others fail when the steps run out,
     and the search's stop rule is consulted after every evaluation, as in the real trainer. ``crash_after``
     raises after that many members finished, like a killed process.
     """
 
-    def __init__(self, solves, crash_after=None):
-        self.solves = set(solves)
+    def __init__(self, solves, crash_after=None, solve_step=10):
+        self.solves, self.solve_step = set(solves), solve_step
         self.trained: list[RNNConfig] = []
         self.crash_after = crash_after
         self.n_finished = 0
@@ -52,17 +54,17 @@ class FakeTrainer:
         results = [TrainResult(m) for m in members]
         active = list(range(len(members)))
         for step in range(0, config.steps + 1, 10):
-            solved = {i for i in active if results[i].member.config in self.solves and step >= 10}
+            solved = {i for i in active if results[i].member.config in self.solves and step >= self.solve_step}
             reasons = {i: "success" if i in solved else "budget" for i in active
                        if i in solved or step == config.steps}
-            active = self._retire(results, active, reasons, step, on_finish)
+            active = self._retire(results, active, reasons, step)
             if stop_rule and active:
-                active = self._retire(results, active, stop_rule(results, active, step), step, on_finish)
+                active = self._retire(results, active, stop_rule(results, active, step), step)
             if not active:
                 break
         return results
 
-    def _retire(self, results, active, reasons, step, on_finish):
+    def _retire(self, results, active, reasons, step):
         for i, why in reasons.items():
             if self.crash_after is not None and self.n_finished >= self.crash_after:
                 raise KeyboardInterrupt("simulated kill")
@@ -72,7 +74,6 @@ class FakeTrainer:
             r.best_eval_accuracy = r.test_accuracy = 1.0 if r.success else 0.5 + 0.01 * r.member.config.hidden_dim
             r.network = init_network(r.member.config, r.member.seed)
             self.n_finished += 1
-            on_finish([r])
         return [i for i in active if i not in reasons]
 
 
@@ -80,22 +81,46 @@ def linear(h):
     return RNNConfig(1, 1, h)
 
 
-def test_candidates_follow_the_papers_order():
-    config = SearchConfig(depths=((2, 1), (1, 2), (1, 1)), hidden_dims=(2, 1), widths=(8, 4))
+def test_candidates_follow_the_order():
+    config = SearchConfig(wide_hidden_dims=(), depths=((2, 1), (1, 2), (1, 1)), hidden_dims=(2, 1), widths=(8, 4))
     space = candidates(config, 1, 1)
     keys = [(c.output_depth, c.hidden_depth, c.hidden_dim, c.output_width, c.hidden_width) for c in space]
     assert keys == sorted(keys)                                   # od, then hd, then H, then ow, then hw
     assert [c.label() for c in space[:4]] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
     assert len(space) == 2 + 2 * 2 + 2 * 2
     assert all(c.is_linear for c in space[:2]) and not any(c.is_linear for c in space[2:])
+    both = candidates(SearchConfig(wide_hidden_dims=(), depths=((2, 2),), hidden_dims=(1,), widths=(4, 8)), 1, 1)
+    assert [(c.output_width, c.hidden_width) for c in both] == [(4, 4), (8, 8)]   # tied widths
+    wide = SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), wide_hidden_dims=(16,),
+                        wide_widths=(64,))
+    assert [c.label() for c in candidates(wide, 1, 1)] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f2x4 g1", "H=2 f2x4 g1",
+                                                           "H=16 f1 g1", "H=16 f2x64 g1"]   # widened last
+    assert [len(g) for g in groups(candidates(wide, 1, 1))] == [2, 2, 1, 1]
 
 
-def test_cross_entropy_candidates_have_one_logit_per_class():
-    task = dataclasses.replace(get_task("Parity_All"), loss="cross_entropy")
+def test_representations_come_after_depth_and_before_size():
+    """Add_Mod_5 (5 input values, 5 output values) gets all four representations, bits get no one-hot
+    (it spans what the integer does), and a cross-entropy task gets classification heads only."""
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,))
+    task = get_task("Add_Mod_5")
     data = TrainData.from_dataset(load_dataset(task, size=500, seed=1, cache=False))
-    dims = network_dims(task, data)
-    assert dims == (1, 2)
-    assert {c.output_dim for c in candidates(SearchConfig(), *dims)} == {2}
+    reps = representations(config, task, data)
+    assert reps == [((), ()), ((0, 1, 2, 3, 4), ()), ((), (0, 1, 2, 3, 4)), ((0, 1, 2, 3, 4), (0, 1, 2, 3, 4))]
+    space = candidates(config, 1, 1, reps)
+    assert [c.label() for c in space[:8]] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f1 g1 1hot", "H=2 f1 g1 1hot",
+                                              "H=1 f1 g1 cls", "H=2 f1 g1 cls", "H=1 f1 g1 1hot cls",
+                                              "H=2 f1 g1 1hot cls"]
+    assert space[7].n_inputs == 5 and space[7].n_outputs == 5 and space[8].hidden_depth == 2
+    assert [len(g) for g in groups(space)] == [2, 2, 2, 2, 2, 2, 2, 2]
+
+    parity = get_task("Parity_All")
+    pdata = TrainData.from_dataset(load_dataset(parity, size=500, seed=1, cache=False))
+    assert representations(config, parity, pdata) == [((), ()), ((), (0, 1))]
+    ce = dataclasses.replace(parity, loss="cross_entropy")
+    assert representations(config, ce, pdata) == [((), (0, 1))]
+    with pytest.raises(ValueError, match="no representation"):
+        representations(dataclasses.replace(config, heads=("classification",)), get_task("Sum_All"),
+                        TrainData.from_dataset(load_dataset(get_task("Sum_All"), size=200, seed=1, cache=False)))
 
 
 def test_first_success_in_order_without_monotonicity(sum_all):
@@ -106,24 +131,24 @@ def test_first_success_in_order_without_monotonicity(sum_all):
     assert result.success and result.network.config == linear(2)
     status = {o.label: o.status for o in result.trace}
     assert status["H=1 f1 g1"] == "failed" and status["H=2 f1 g1"] == "succeeded"
-    assert linear(5) not in trainer.trained                       # nothing past the winner's window
+    assert status["H=3 f1 g1"] == status["H=5 f1 g1"] == "stopped"   # stopped once H=2 succeeded
 
 
-def test_later_window_and_later_depth(sum_all):
+def test_later_group_and_later_depth(sum_all):
     """Only a ReLU network solves it: every linear candidate is tried and failed first."""
     task, data = sum_all
-    config = SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4, 8), seeds=1, window=2,
-                          steps=100)
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4, 8), seeds=1, steps=100)
     target = RNNConfig(1, 1, 2, 2, 4)
     result = search(task, data, config, trainer=FakeTrainer(solves={target, RNNConfig(1, 1, 3, 2, 8)}))
     assert result.network.config == target
     failed = [o.label for o in result.trace if o.status == "failed"]
     assert failed == ["H=1 f1 g1", "H=2 f1 g1", "H=3 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
+    assert [o.group for o in result.trace[:3]] == [0, 0, 0] and result.trace[3].group == 1
 
 
-def test_the_winners_later_window_mates_are_stopped(sum_all):
+def test_the_winners_later_group_mates_are_stopped(sum_all):
     task, data = sum_all
-    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3), seeds=2, window=3, steps=100)
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1),), hidden_dims=(1, 2, 3), seeds=2, steps=100)
     result = search(task, data, config, trainer=FakeTrainer(solves={linear(1)}))
     assert result.network.config == linear(1)
     assert [o.status for o in result.trace] == ["succeeded", "stopped", "stopped"]
@@ -140,27 +165,46 @@ def test_nothing_succeeds_keeps_the_most_accurate(sum_all):
 def test_budget_cap_ends_the_search(sum_all):
     """Past ``max_network_steps`` the running candidates are capped and the search ends unsolved."""
     task, data = sum_all
-    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100,
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
                           max_network_steps=500)
-    result = search(task, data, config, trainer=FakeTrainer(solves={linear(5)}))
+    result = search(task, data, config, trainer=FakeTrainer({RNNConfig(1, 1, 2, 2, 4)}, solve_step=60))
     assert not result.success and "budget of 500 network-steps ran out" in result.message
     assert [o.status for o in result.trace] == ["failed", "failed", "capped", "capped"]
     assert sum(o.network_steps for o in result.trace) <= 500 + 2 * 2 * 10     # one evaluation's overshoot
 
 
-def test_resume_does_not_retrain_finished_candidates(sum_all, tmp_path):
+def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
+    """At a rung: the most accurate third go on, and so does any network no smaller-or-equal one beats
+    (a slow small learner is not dropped for a fast large one); the rest are pruned."""
+    config = SearchConfig(probe_steps=100, eta=3)
+    assert config.rungs(1000) == [100, 300, 900]
+    later = halving_stop_rule(config, 1000, None)
+    rule = halving_stop_rule(config, 1000, None)
+    acc = {1: 0.10, 2: 0.05, 3: 0.90, 4: 0.95, 5: 0.50, 6: 0.97}
+    results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=a) for h, a in acc.items()]
+    active = list(range(len(results)))
+    assert rule(results, active, 50) == {}                                  # not a rung
+    pruned = rule(results, active, 100)
+    assert {results[j].member.tag for j in pruned} == {2, 5}                # beaten by H=1 and by H=3/H=4
+    assert set(pruned.values()) == {"pruned"}
+    # later rungs keep the best third only
+    assert {results[j].member.tag for j in later(results, active, 300)} == {1, 2, 3, 5}
+
+
+def test_resume_does_not_retrain_finished_groups(sum_all, tmp_path):
     task, data = sum_all
-    solves = {linear(4)}
-    with pytest.raises(KeyboardInterrupt):                        # killed after 5 of 8 networks finished
-        search(task, data, LINEAR_ONLY, progress=Progress(tmp_path), trainer=FakeTrainer(solves, 5))
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100)
+    solves = {RNNConfig(1, 1, 2, 2, 4)}
+    with pytest.raises(KeyboardInterrupt):                        # killed during the second group
+        search(task, data, config, progress=Progress(tmp_path), trainer=FakeTrainer(solves, 5))
     saved = json.loads((tmp_path / "progress.json").read_text())
     assert [row["label"] for row in saved] == ["H=1 f1 g1", "H=2 f1 g1"]
 
     resumed = FakeTrainer(solves)
-    result = search(task, data, LINEAR_ONLY, progress=Progress(tmp_path), trainer=resumed)
+    result = search(task, data, config, progress=Progress(tmp_path), trainer=resumed)
     assert linear(1) not in resumed.trained and linear(2) not in resumed.trained
-    assert result.network.config == linear(4)
-    fresh = search(task, data, LINEAR_ONLY, trainer=FakeTrainer(solves))
+    assert result.network.config == RNNConfig(1, 1, 2, 2, 4)
+    fresh = search(task, data, config, trainer=FakeTrainer(solves))
     assert [(o.label, o.status) for o in result.trace] == [(o.label, o.status) for o in fresh.trace]
 
 
@@ -204,12 +248,13 @@ def test_search_stage_needs_the_dataset_of_its_preset(isolated):
         pipeline.run_stage("Sum_All", "search", "full")
 
 
-def test_a_success_in_the_window_the_budget_ran_out_in_still_counts(sum_all):
-    """A network at 100% is a success even if the cap cut smaller candidates of its window short."""
+def test_a_success_in_the_group_the_budget_ran_out_in_still_counts(sum_all):
+    """A network at 100% is a success even if the cap cut smaller candidates of its group short."""
     task, data = sum_all
-    config = SearchConfig(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, window=2, steps=100,
-                          max_network_steps=500)
-    result = search(task, data, config, trainer=FakeTrainer(solves={linear(4)}))
+    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
+                          max_network_steps=440)
+    result = search(task, data, config, trainer=FakeTrainer({RNNConfig(1, 1, 2, 2, 4)}))
     assert [o.status for o in result.trace] == ["failed", "failed", "capped", "succeeded"]
-    assert result.success and result.network.config == linear(4)
-    assert "H=3 f1 g1 before it in order was cut short" in result.message
+    assert result.success and result.network.config == RNNConfig(1, 1, 2, 2, 4)
+    assert "H=1 f2x4 g1 before it in order was cut short" in result.message
+

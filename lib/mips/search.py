@@ -1,14 +1,21 @@
 """The ``search`` stage: the smallest GeneralRNN that reaches 100% accuracy on the whole test split.
 
-Architectures are tried in the paper's order (spec §8): output depth first, then hidden depth, then hidden
-size, then output width, then hidden width, i.e. the fewest layers first and, within those, the smallest
-state. The original swept this order geometrically and then bisected, which assumes that success is
-monotone in size; it is not (a seed can fail at H=3 and succeed at H=2). Here every candidate is tried in
-order and the winner is the first one that succeeds after all earlier ones failed. To keep that affordable,
-a window of consecutive candidates (all their seeds) trains as one stack (``mips.train``): when a
-candidate succeeds, its other seeds and every later candidate of the window stop at once.
+The space is ordered simplest first: output depth, then hidden depth (the fewest layers first), then the
+**representation** (how x_t enters and how y_t is read: integers → regression, one-hot → regression,
+integers → classification, one-hot → classification; the original code's ``vectorize_input`` and
+``cross_entropy`` options), then hidden size, then widths. One-hot inputs are tried only for small input
+alphabets (of more than two values: for bits they span what the integer does) and classification heads
+only for small output alphabets.
 
-Every candidate tried is recorded (``trace.json``), and finished candidates are kept in a progress folder
+Consecutive candidates that share depths and representation form a **group**, trained as one stack
+(``mips.train``) with **successive halving**: every (candidate, seed) gets a short probe; at each rung the
+best 1/η of the networks still running go on for η times as many steps, up to the task's step count.
+When a network reaches 100% on the whole test split, every later candidate stops at once. The first group
+(in order) with a success gives the winner: its first succeeding candidate. So the result is still
+"smallest first", but a hopeless group costs a few probes instead of full training for every candidate.
+The original swept a geometric sequence and bisected, assuming success is monotone in size; it is not.
+
+Every candidate tried is recorded (``trace.json``), and finished groups are kept in a progress folder
 beside the stage folder, so an interrupted search resumes without retraining them.
 Explained in notebooks/search.ipynb.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -35,57 +43,87 @@ log = logging.getLogger(__name__)
 
 UPSTREAM = ("dataset",)
 
+ENCODINGS = ("integer", "one-hot")
+HEADS = ("regression", "classification")
+
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """The search space, in the paper's order, and how hard each candidate is trained.
+    """The search space, in order, and how hard each candidate is trained.
 
-    ``depths`` lists (output_depth, hidden_depth) pairs; ``hidden_dims`` and ``widths`` are tried for
-    every depth pair (widths only where a depth is > 1). ``steps`` = 0 means the task's own step count.
-    ``window`` candidates (times ``seeds`` networks) train together; ``patience`` stops a network that has
-    not improved for that many steps; ``max_candidates`` caps the space and ``max_network_steps`` the
-    search's total work, summed over every network trained (0 = no cap).
+    ``depths`` lists (output_depth, hidden_depth) pairs; ``hidden_dims`` are tried for every depth pair and
+    representation, and ``widths`` wherever a depth is > 1 (with both depths > 1 the two widths are equal).
+    Only when that whole space fails does the search widen: ``wide_hidden_dims`` with ``wide_widths``, again
+    for every depth pair and representation (empty: never widen).
+    ``heads`` and ``encodings`` give the representations, tried head-major in the listed order;
+    ``max_alphabet`` bounds the alphabets that get one-hot inputs or a classification head.
+    ``steps`` = 0 means the task's own step count. Successive halving: ``probe_steps`` is the first rung,
+    each later rung keeps the best 1/``eta`` of the running networks for ``eta`` times the steps;
+    ``patience`` stops a network that has not improved for that many steps. ``max_candidates`` caps the
+    space and ``max_network_steps`` the search's total work, summed over every network (0 = no cap).
     """
 
     depths: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (2, 2))
     hidden_dims: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
-    widths: tuple[int, ...] = (4, 8, 16)
-    seeds: int = 3
+    widths: tuple[int, ...] = (16,)
+    wide_hidden_dims: tuple[int, ...] = (12, 16, 24, 32)
+    wide_widths: tuple[int, ...] = (64,)
+    heads: tuple[str, ...] = HEADS
+    encodings: tuple[str, ...] = ENCODINGS
+    max_alphabet: int = 32
+    seeds: int = 2
     steps: int = 0
+    probe_steps: int = 400
+    eta: int = 3
     batch_size: int = 256
     lr: float = 1e-3
     eval_every: int = 100
     eval_rows: int = 4096
     patience: int = 2000
-    window: int = 4
     max_candidates: int = 0
     max_network_steps: int = 0
     seed: int = 0
+    method_version: int = 2          # bumped when the method changes, so cached stage folders are redone
 
     def __post_init__(self):
         for od, hd in self.depths:
             if od < 1 or hd < 1:
                 raise ValueError(f"depths must be >= 1, got {(od, hd)}")
-        if min(self.hidden_dims) < 1 or min(self.widths) < 1:
+        if min(self.hidden_dims) < 1 or min(self.widths) < 1 or min(self.wide_hidden_dims + self.wide_widths,
+                                                                     default=1) < 1:
             raise ValueError("hidden_dims and widths must be >= 1")
-        for name in ("seeds", "batch_size", "eval_every", "eval_rows", "window"):
+        for name in ("seeds", "batch_size", "eval_every", "eval_rows", "probe_steps", "eta"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SearchConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, allowed in (("heads", HEADS), ("encodings", ENCODINGS)):
+            bad = set(getattr(self, name)) - set(allowed)
+            if bad or not getattr(self, name):
+                raise ValueError(f"SearchConfig.{name} takes some of {', '.join(allowed)}; got {getattr(self, name)}")
 
     def train_config(self, task: Task) -> TrainConfig:
         """How every candidate of this search trains on ``task``."""
         return TrainConfig(steps=self.steps or task.steps, batch_size=self.batch_size, lr=self.lr,
-                           loss=task.loss, eval_every=self.eval_every, eval_rows=self.eval_rows,
+                           loss="log" if task.loss == "cross_entropy" else task.loss,
+                           eval_every=self.eval_every, eval_rows=self.eval_rows,
                            patience=self.patience, data_seed=self.seed)
+
+    def rungs(self, steps: int) -> list[int]:
+        """The steps at which successive halving keeps the best 1/eta (multiples of ``eval_every``)."""
+        out, r = [], self.probe_steps
+        while r < steps:
+            out.append(math.ceil(r / self.eval_every) * self.eval_every)
+            r *= self.eta
+        return out if self.eta > 1 else []
 
 
 PRESETS = {
-    # CI-sized: linear RNNs and one small ReLU depth, 1,500 steps, two seeds.
-    "smoke": SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4,), seeds=2, steps=1500,
-                          batch_size=256, eval_rows=2000, patience=1000, window=3),
-    # The book's: the paper's order over small networks, the task's steps, early stops, and a cap on the
-    # total work so that a task no small network solves still ends in a few minutes.
-    "full": SearchConfig(max_network_steps=300_000),
+    # CI-sized: linear RNNs and one small ReLU depth, 1,500 steps, two seeds, integer → regression only.
+    "smoke": SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4,), wide_hidden_dims=(),
+                          heads=("regression",), encodings=("integer",), seeds=2, steps=1500, batch_size=256,
+                          eval_rows=2000, patience=1000, probe_steps=500),
+    # The book's: the whole space in order with successive halving, the task's steps, and a cap on the
+    # total work so that a task no network of the space solves still ends in a few minutes.
+    "full": SearchConfig(max_network_steps=600_000),
 }
 
 
@@ -97,25 +135,73 @@ def search_config(preset: str) -> SearchConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The candidates, in the paper's order
+# The candidates, in order
+
+Representation = tuple[tuple[int, ...], tuple[int, ...]]   # (input_alphabet, output_alphabet); () = integers
 
 
-def network_dims(task: Task, data: TrainData) -> tuple[int, int]:
-    """(input_dim, output_dim) of the networks: the task's, or one logit per class for cross_entropy."""
-    if task.loss == "cross_entropy":
-        return task.input_dim, int(data.y_train.max()) + 1
-    return task.input_dim, task.output_dim
+def output_alphabet(data: TrainData) -> tuple[int, ...]:
+    """Every target value of the split (a classification head needs one logit for each)."""
+    values = np.union1d(data.y_train.unique().cpu().numpy(), data.y_test.unique().cpu().numpy())
+    return tuple(int(v) for v in values)
 
 
-def candidates(config: SearchConfig, input_dim: int, output_dim: int) -> list[RNNConfig]:
-    """Every architecture of the search space, smallest first in the paper's order (od, hd, H, ow, hw)."""
+def representations(config: SearchConfig, task: Task, data: TrainData) -> list[Representation]:
+    """The (input encoding, output head) pairs worth trying on this task, in the configured order.
+
+    One-hot inputs need an input alphabet of 3..max_alphabet values (for two values a one-hot vector is an
+    affine function of the integer); a classification head needs one output dim and 2..max_alphabet values.
+    A task whose loss is ``cross_entropy`` gets classification heads only.
+    """
+    inputs = tuple(sorted(int(v) for v in task.input_values))
+    outputs = output_alphabet(data)
+    heads = ("classification",) if task.loss == "cross_entropy" else config.heads
+    reps = []
+    for head in heads:
+        if head == "classification" and not (task.output_dim == 1 and 2 <= len(outputs) <= config.max_alphabet):
+            continue
+        for enc in config.encodings:
+            if enc == "one-hot" and not 2 < len(inputs) <= config.max_alphabet:
+                continue
+            reps.append((inputs if enc == "one-hot" else (), outputs if head == "classification" else ()))
+    if not reps:
+        raise ValueError(f"no representation of the search space fits {task.name}: heads {heads}, "
+                         f"encodings {config.encodings}, {len(outputs)} output values")
+    return reps
+
+
+def candidates(config: SearchConfig, input_dim: int, output_dim: int,
+               reps: Sequence[Representation] = (((), ()),)) -> list[RNNConfig]:
+    """Every architecture of the search space, simplest first: (od, hd, representation, H, ow, hw), then the
+    same order over the wide space."""
     out = []
-    for od, hd in sorted(set(config.depths)):
-        for h in sorted(set(config.hidden_dims)):
-            for ow in sorted(set(config.widths)) if od > 1 else [0]:
-                for hw in sorted(set(config.widths)) if hd > 1 else [0]:
-                    out.append(RNNConfig(input_dim, output_dim, h, hd, hw, od, ow))
+    spaces = [(config.hidden_dims, config.widths)]
+    if config.wide_hidden_dims:
+        spaces.append((config.wide_hidden_dims, config.wide_widths))
+    for hidden_dims, width_set in spaces:
+        widths = sorted(set(width_set))
+        for od, hd in sorted(set(config.depths)):
+            for ins, outs in reps:
+                for h in sorted(set(hidden_dims)):
+                    if od > 1 and hd > 1:
+                        pairs = [(w, w) for w in widths]
+                    else:
+                        pairs = [(ow, hw) for ow in (widths if od > 1 else [0])
+                                 for hw in (widths if hd > 1 else [0])]
+                    out += [RNNConfig(input_dim, output_dim, h, hd, hw, od, ow, ins, outs) for ow, hw in pairs]
     return out[: config.max_candidates] if config.max_candidates else out
+
+
+def groups(space: Sequence[RNNConfig]) -> list[list[int]]:
+    """Runs of consecutive candidates that share depths and representation (each trains as one stack)."""
+    key = lambda c: (c.output_depth, c.hidden_depth, c.input_alphabet, c.output_alphabet)
+    out: list[list[int]] = []
+    for i, c in enumerate(space):
+        if out and key(space[out[-1][0]]) == key(c):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,8 +213,9 @@ class Outcome:
     """One candidate architecture after training all its seeds (a row of ``trace.json``).
 
     ``status`` is ``succeeded`` (a seed reached 100% on the whole test split), ``failed`` (every seed ran
-    out of steps, stalled or diverged), ``stopped`` (an earlier candidate of its window succeeded first) or
-    ``capped`` (the search's ``max_network_steps`` ran out while it trained).
+    out of steps, stalled or diverged), ``pruned`` (successive halving dropped its seeds for less promising
+    ones), ``stopped`` (an earlier candidate of its group succeeded first) or ``capped`` (the search's
+    ``max_network_steps`` ran out while it trained). ``group`` numbers the stack it trained in.
     """
 
     index: int
@@ -143,30 +230,33 @@ class Outcome:
     test_accuracy: float
     best_seed: int
     success_step: int | None
-    window: int
+    group: int
     seconds: float
     network_steps: int = 0
+    representation: str = "integer → regression"
 
     @property
     def finished(self) -> bool:
         """Trained to a conclusion (stopped and capped candidates were cut short)."""
-        return self.status in ("succeeded", "failed")
+        return self.status in ("succeeded", "failed", "pruned")
 
 
-def outcome(index: int, results: Sequence[TrainResult], window: int, seconds: float) -> Outcome:
+STATUS_ORDER = ("success", "capped", "stopped", "pruned")
+
+
+def outcome(index: int, results: Sequence[TrainResult], group: int, seconds: float) -> Outcome:
     """Summarise the seeds of one candidate; its best seed is a success, else the most accurate."""
     best = max(results, key=lambda r: (r.success, r.test_accuracy or 0.0, r.best_eval_accuracy))
     stops = {r.stop for r in results}
-    status = ("succeeded" if "success" in stops else "capped" if "capped" in stops
-              else "stopped" if "stopped" in stops else "failed")
+    status = next((("succeeded" if s == "success" else s) for s in STATUS_ORDER if s in stops), "failed")
     config = results[0].member.config
     return Outcome(index=index, label=config.label(), config=asdict(config), n_params=config.n_params(),
                    status=status, seeds=[r.member.seed for r in results], stops=[r.stop for r in results],
                    steps_run=[r.steps_run for r in results],
                    best_eval_accuracy=max(r.best_eval_accuracy for r in results),
                    test_accuracy=float(best.test_accuracy or 0.0), best_seed=best.member.seed,
-                   success_step=best.success_step, window=window, seconds=round(seconds, 3),
-                   network_steps=sum(r.steps_run for r in results))
+                   success_step=best.success_step, group=group, seconds=round(seconds, 3),
+                   network_steps=sum(r.steps_run for r in results), representation=config.representation())
 
 
 def curves_of(result: TrainResult) -> dict[str, np.ndarray]:
@@ -176,7 +266,7 @@ def curves_of(result: TrainResult) -> dict[str, np.ndarray]:
 
 
 class Progress:
-    """Finished candidates on disk (a JSON file plus each candidate's best network and curves), so that an
+    """Finished groups on disk (a JSON file plus each candidate's best network and curves), so that an
     interrupted search resumes where it stopped. ``folder`` is None for a search kept in memory only."""
 
     def __init__(self, folder: Path | None):
@@ -192,16 +282,18 @@ class Progress:
             if self.outcomes:
                 log.info("resuming the search: %d candidates already tried", len(self.outcomes))
 
-    def add(self, out: Outcome, network: RNN, curves: dict[str, np.ndarray]) -> None:
-        """Record a candidate's outcome with its best network and that network's curves."""
-        self.outcomes[out.index] = out
-        if self.folder is None:
-            self._memory[out.index] = (network, curves)
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        save_model(network, self.folder / f"{out.index}.pt")
-        np.savez(self.folder / f"{out.index}.npz", **curves)
-        write_json(self.folder / "progress.json", [asdict(o) for o in self.ordered()])
+    def add(self, rows: Sequence[tuple[Outcome, RNN, dict[str, np.ndarray]]]) -> None:
+        """Record a group's outcomes, each with its best network and that network's curves."""
+        for out, network, curves in rows:
+            self.outcomes[out.index] = out
+            if self.folder is None:
+                self._memory[out.index] = (network, curves)
+                continue
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_model(network, self.folder / f"{out.index}.pt")
+            np.savez(self.folder / f"{out.index}.npz", **curves)
+        if self.folder is not None and rows:
+            write_json(self.folder / "progress.json", [asdict(o) for o in self.ordered()])
 
     def network(self, index: int) -> tuple[RNN, dict[str, np.ndarray]]:
         """The best network of a recorded candidate and its curves."""
@@ -243,64 +335,49 @@ class SearchResult:
 Trainer = Callable[..., list[TrainResult]]
 
 
-def next_window(space: Sequence[RNNConfig], done: dict[int, Outcome], size: int) -> list[int]:
-    """The next candidates to train: up to ``size`` unfinished ones in order, sharing depths (one stack).
-
-    Candidates after a recorded success are never needed, whatever their record says.
-    """
-    first_success = min((i for i, o in done.items() if o.status == "succeeded"), default=len(space))
-    pending = [i for i in range(first_success) if i not in done or not done[i].finished]
-    if not pending:
-        return []
-    depth = lambda c: (c.output_depth, c.hidden_depth)
-    first = space[pending[0]]
-    return [i for i in pending if depth(space[i]) == depth(first)][:size]
-
-
-def winner(space: Sequence[RNNConfig], done: dict[int, Outcome]) -> int | None:
-    """The first candidate in order if it succeeded and all before it failed; -1 if all failed."""
-    for i in range(len(space)):
-        if i not in done or not done[i].finished:
-            return None
-        if done[i].status == "succeeded":
-            return i
-    return -1
+def search_space(task: Task, data: TrainData, config: SearchConfig) -> list[RNNConfig]:
+    """The candidates of ``config`` for ``task``, in order."""
+    return candidates(config, task.input_dim, task.output_dim, representations(config, task, data))
 
 
 def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu",
            progress: Progress | None = None, trainer: Trainer = train_stack) -> SearchResult:
-    """Try the candidates in order, a window at a time, until the first success in order is known."""
+    """Train the groups in order until one has a success (or the budget runs out)."""
     start = time.perf_counter()
     progress = progress or Progress(None)
-    space = candidates(config, *network_dims(task, data))
+    space = search_space(task, data, config)
     train_config = config.train_config(task)
-    n_windows = 1 + max((o.window for o in progress.outcomes.values()), default=-1)
     cap = config.max_network_steps
-    while (win := winner(space, progress.outcomes)) is None:
-        spent = sum(o.network_steps for o in progress.outcomes.values())
-        if cap and spent >= cap:
+    win: int | None = -1                      # -1: every group failed; None: the budget ran out first
+    for g, members in enumerate(groups(space)):
+        if not all(i in progress.outcomes for i in members):
+            spent = sum(o.network_steps for o in progress.outcomes.values())
+            if cap and spent >= cap:
+                win = None
+                break
+            _train_group(space, members, g, data, config, train_config, device, progress, trainer,
+                         cap - spent if cap else None)
+        group = [progress.outcomes[i] for i in members]
+        if (hit := next((o.index for o in group if o.status == "succeeded"), None)) is not None:
+            win = hit
             break
-        window = next_window(space, progress.outcomes, config.window)
-        _train_window(space, window, n_windows, data, config, train_config, device, progress, trainer,
-                      cap - spent if cap else None)
-        n_windows += 1
+        if any(o.status == "capped" for o in group):
+            win = None
+            break
     trace = progress.ordered()
-    message = ""
-    if win is None:                   # the budget ran out; a network may still have reached 100% before it did
-        win = next((o.index for o in trace if o.status == "succeeded"), None)
-        if win is not None:
-            cut = [o.label for o in trace if o.index < win and o.status == "capped"]
-            message = (f"the search's budget of {cap:,} network-steps ran out; {space[win].label()} reached 100% "
+    if win is not None and win >= 0:
+        best, message = progress.outcomes[win], ""
+        cut = [o.label for o in trace if o.index < win and o.status == "capped"]
+        if cut:
+            message = (f"the search's budget of {cap:,} network-steps ran out; {best.label} reached 100% "
                        f"on the whole test split, but {', '.join(cut)} before it in order "
                        f"{'was' if len(cut) == 1 else 'were'} cut short, so a smaller network may exist")
-    if win is not None and win >= 0:
-        best = progress.outcomes[win]
     else:
         best = max((o for o in trace if o.status != "stopped"), key=lambda o: (o.test_accuracy, -o.index))
         if win is None:
-            done = sum(o.finished for o in trace)
-            message = (f"the search's budget of {cap:,} network-steps ran out after {done} of {len(space)} "
-                       f"candidates (up to {trace[-1].label}) without a network at 100% on the whole test split")
+            message = (f"the search's budget of {cap:,} network-steps ran out after "
+                       f"{sum(o.finished for o in trace)} of {len(space)} candidates (up to {trace[-1].label}) "
+                       f"without a network at 100% on the whole test split")
         else:
             message = (f"no architecture of the search space ({len(space)} candidates) reached 100% on the "
                        f"whole test split")
@@ -311,38 +388,55 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
                         message=message, config=config)
 
 
-def _train_window(space, window, window_no, data, config, train_config, device, progress, trainer,
-                  steps_left: int | None) -> None:
-    """Train the window's candidates (all seeds) as one stack; record each candidate as it finishes.
-    ``steps_left`` is what remains of the search's network-step budget (None: no budget)."""
-    t0 = time.perf_counter()
-    members = [Member(space[i], config.seed + s, tag=i) for i in window for s in range(config.seeds)]
-    by_candidate: dict[int, list[TrainResult]] = {i: [] for i in window}
-    log.info("window %d: %s x %d seeds", window_no, ", ".join(space[i].label() for i in window), config.seeds)
+def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
+    """The group's stop rule: stop every later candidate once one succeeded; at each rung keep the best
+    1/eta of the networks still running (most accurate, then lowest loss), and at the first rung also
+    every network that no smaller-or-equal network beats (so a small network that starts slowly is not
+    dropped for a larger one that starts fast: the result stays "smallest first"); once the budget is
+    spent, cap everything."""
+    rungs = config.rungs(steps)
 
     def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
-        """Once a candidate succeeded, its other seeds and every later candidate are no longer needed;
-        once the budget is spent, nothing runs on."""
         won = [r.member.tag for r in results if r.success]
         stop = {j: "stopped" for j in active if won and results[j].member.tag >= min(won)}
+        running = [j for j in active if j not in stop]
+        if step in rungs and running:
+            score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
+            ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
+            keep = set(ranked[: math.ceil(len(running) / config.eta)])
+            if step == rungs[0]:
+                keep |= {j for j in running if not any(
+                    results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
+            stop |= {j: "pruned" for j in running if j not in keep}
         if steps_left is not None:
             used = sum(r.steps_run for r in results if r.stop) + step * len(active)
             if used >= steps_left:
                 stop |= {j: "capped" for j in active if j not in stop}
         return stop
 
-    def on_finish(finished: list[TrainResult]) -> None:
-        for r in finished:
-            by_candidate[r.member.tag].append(r)
-        for i, results in by_candidate.items():
-            if len(results) == config.seeds and i not in progress.outcomes:
-                out = outcome(i, results, window_no, time.perf_counter() - t0)
-                best = next(r for r in results if r.member.seed == out.best_seed)
-                progress.add(out, best.network, curves_of(best))
-                log.info("  %-22s %-9s eval acc %.4f, test acc %.4f, steps %s", out.label, out.status,
-                         out.best_eval_accuracy, out.test_accuracy, out.steps_run)
+    return stop_rule
 
-    trainer(members, data, train_config, device=device, stop_rule=stop_rule, on_finish=on_finish)
+
+def _train_group(space, members, group_no, data, config, train_config, device, progress, trainer,
+                 steps_left: int | None) -> None:
+    """Train one group's candidates (all seeds) as one stack with successive halving; record the group.
+    ``steps_left`` is what remains of the search's network-step budget (None: no budget)."""
+    t0 = time.perf_counter()
+    nets = [Member(space[i], config.seed + s, tag=i) for i in members for s in range(config.seeds)]
+    log.info("group %d: %s, %s, %d candidates x %d seeds", group_no, space[members[0]].representation(),
+             f"depths {space[members[0]].output_depth}/{space[members[0]].hidden_depth}", len(members),
+             config.seeds)
+    results = trainer(nets, data, train_config, device=device,
+                      stop_rule=halving_stop_rule(config, train_config.steps, steps_left))
+    rows = []
+    for i in members:
+        mine = [r for r in results if r.member.tag == i]
+        out = outcome(i, mine, group_no, time.perf_counter() - t0)
+        best = next(r for r in mine if r.member.seed == out.best_seed)
+        rows.append((out, best.network, curves_of(best)))
+        log.info("  %-26s %-9s eval acc %.4f, test acc %.4f, steps %s", out.label, out.status,
+                 out.best_eval_accuracy, out.test_accuracy, out.steps_run)
+    progress.add(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,6 +487,8 @@ def search_metrics(result: SearchResult) -> dict:
         "n_configs_tried": len(result.trace),
         "n_configs_failed": sum(o.status == "failed" for o in result.trace),
         "n_configs_stopped": sum(o.status == "stopped" for o in result.trace),
+        "n_configs_pruned": sum(o.status == "pruned" for o in result.trace),
+        "encoding": c.encoding, "head": c.head,
         "budget_exhausted": any(o.status == "capped" for o in result.trace),
         "n_candidates": result.n_candidates, "network_steps": sum(o.network_steps for o in result.trace),
         "wall_seconds": round(result.seconds, 3),
