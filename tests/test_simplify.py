@@ -231,7 +231,8 @@ def test_stage_writes_model_and_before_after(sum_all_trained, tmp_path, monkeypa
     folder = tmp_path / task.id / "simplify"
     report = json.loads((folder / "before_after.json").read_text())
     names = [s["name"] for s in report["normalizers"]]
-    assert names[:5] == ["whiten", "jnf", "toeplitz", "debias", "quantize"] and names[-2:] == ["snap", "prune"]
+    assert names[:5] == ["whiten", "jnf", "toeplitz", "debias", "quantize"]
+    assert names[-3:] == ["snap", "integer_recurrence", "prune"]
     assert report["l1_curve"][0]["eps"] == SMALL.l1_eps[0]
     simplified = load_model(folder / "model.pt")
     assert S.test_accuracy(simplified, ds) == 1.0
@@ -283,3 +284,21 @@ def test_snapping_zeroes_small_biases_that_only_cancel_together():
     new, info = S.snap_to_integers(model, lambda m: torch.equal(torch.round(m(x)), target))
     assert info["mode"] == "all at once (biases to zero)"
     assert all(p.abs().sum() == 0 for n, p in new.named_parameters() if n.endswith("bias"))
+
+
+def test_a_leaky_counter_gets_an_exact_integrator_back():
+    """Majority_0_1 read by a one-hot, arg-max network whose counter leaks (h <- 0.99 h ± 1) is still
+    perfect, since only the arg-max is checked, but its states are off any lattice. Rounding the recurrence
+    to 1 and retraining the rest gives an exact counter of ones minus zeros, still perfect."""
+    task = get_task("Majority_0_1")
+    ds = dataset_for(task, "smoke")
+    net = RNN(RNNConfig(1, 1, 1, input_alphabet=(0, 1), output_alphabet=(0, 1)))
+    set_layer(net.hidden_mlp.layers[0], [[0.99, -1.0, 1.0]], [0.0])
+    set_layer(net.output_mlp.layers[0], [[0.0], [1.0]], [0.0, -0.5])
+    assert S.test_accuracy(net, ds) == 1.0
+    cfg = S.SimplifyConfig.for_preset("smoke")
+    fixed, info = S.retrain_integer_recurrence(net, ds, cfg, 1.0)
+    assert info == {"rounded": 1} and fixed.hidden_mlp.layers[0].weight[0, 0].item() == 1.0
+    assert S.test_accuracy(fixed, ds) == 1.0
+    again, why = S.retrain_integer_recurrence(fixed, ds, cfg, 1.0)
+    assert again is None and "integers already" in why["skipped"]

@@ -1,6 +1,6 @@
 """The ``simplify`` stage ("hammering"): make a perfect network sparse and integer without changing its function.
 
-Three steps after the paper (spec §9), and two of ours:
+Three steps after the paper (spec §9), and three of ours:
 
 1. **L1 sweep**: fine-tune with loss + ε·Σ|θ| for growing ε and keep the largest ε that still solves the
    whole test split.
@@ -12,7 +12,11 @@ Three steps after the paper (spec §9), and two of ours:
 4. **Snapping** (ours): every remaining parameter is tried at its nearest integer, all at once and then one
    at a time, kept when the accuracy holds. It removes small leftover biases (a counter's drift, a delay
    line's offset) that a perfect network tolerates but that keep its hidden states off an integer lattice.
-5. **Pruning** (ours): hidden coordinates that can never reach an output are set to zero (exact).
+5. **Integer recurrence** (ours): recurrent weights near an integer are rounded and held there while the
+   other weights retrain, kept when the accuracy returns; then snapping again. A network judged only by its
+   rounded or arg-max output can leak a little (a counter that decays by 1%) and still be perfect, but its
+   states then spread off any lattice.
+6. **Pruning** (ours): hidden coordinates that can never reach an output are set to zero (exact).
 
 The network's metrics (neurons, nonzero and integer weights, effective hidden dimension, accuracy) are
 recorded before and after. Explained in notebooks/simplify.ipynb.
@@ -34,7 +38,16 @@ from tqdm import tqdm
 
 from mips.artifacts import Record, StageRun, require_record, stage_dir, write_json
 from mips.data import Dataset, dataset_for
-from mips.models import RNN, accuracy, load_model, predict, save_model
+from mips.models import (
+    RNN,
+    accuracy,
+    head_loss,
+    load_model,
+    network_accuracy,
+    output_targets,
+    predict,
+    save_model,
+)
 from mips.tasks import Task
 from mips.train import elementwise_loss, intra_op_threads
 
@@ -66,10 +79,11 @@ class SimplifyConfig:
     quantize_tol: float = 0.01     # parameters this close to an integer are rounded to it
     snap_tol: float = 0.5          # after retraining, every parameter this close to an integer is tried there
     snap_max_params: int = 400     # at most this many single-parameter roundings are tried
+    recurrence_tol: float = 0.25   # recurrent weights this close to an integer are rounded, then the rest retrained
     metric_threshold: float = 0.01 # |θ| above this counts as a nonzero weight (the paper's metrics)
     threads: int = 1               # torch intra-op threads while simplifying (tiny matrices: one is fastest)
     seed: int = 0
-    method_version: int = 6        # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 7        # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> SimplifyConfig:
@@ -103,13 +117,18 @@ def l1_value(model: RNN) -> float:
 
 
 def test_accuracy(model: RNN, ds: Dataset, device: str = "cpu") -> float:
-    """Accuracy on the whole test split (every row, step and output dim)."""
-    return accuracy(predict(model, ds.x_test, device=device), torch.as_tensor(ds.y_test), ds.task.loss)
+    """Accuracy on the whole test split (every row, step and output dim) of the network's answers."""
+    return network_accuracy(model, predict(model, ds.x_test, device=device), ds.y_test)
+
+
+def training_targets(model: RNN, y, device: str = "cpu") -> torch.Tensor:
+    """What the network's head is trained against: target values, or class indices (see models)."""
+    return output_targets(model.config, torch.as_tensor(y)).to(device)
 
 
 @torch.no_grad()
 def _evaluate(model: RNN, x: torch.Tensor, y: torch.Tensor, loss: str, l1: float) -> tuple[float, float]:
-    """Accuracy and objective (loss + l1·Σ|θ|) on one batch."""
+    """Accuracy and objective (loss + l1·Σ|θ|) on one batch; y as ``training_targets`` gives it."""
     y_pred = model(x)
     return accuracy(y_pred, y, loss), float(task_loss(y_pred, y, loss) + l1 * l1_norm(model))
 
@@ -117,41 +136,41 @@ def _evaluate(model: RNN, x: torch.Tensor, y: torch.Tensor, loss: str, l1: float
 def finetune(model: RNN, ds: Dataset, steps: int, lr: float, cfg: SimplifyConfig, l1: float = 0.0,
              frozen: dict[str, torch.Tensor] | None = None, min_accuracy: float = 1.0, seed: int = 0,
              device: str = "cpu") -> tuple[RNN, dict]:
-    """Train a copy with AdamW on loss + l1·Σ|θ|; masked parameters (``frozen``) stay exactly 0.
+    """Train a copy with AdamW on loss + l1·Σ|θ|; masked parameters (``frozen``) keep their values exactly.
 
     Every ``eval_every`` steps a fixed test batch is checked; the checkpoint with the lowest objective among
     those at ``min_accuracy`` on it is returned (the final weights if none qualified, flagged in the info).
     """
     model = copy.deepcopy(model).to(device).train()
+    pinned = {name: p.detach().clone() for name, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(seed)
     x_train = torch.as_tensor(ds.x_train)
     y_train = torch.as_tensor(ds.y_train)
     n_eval = min(cfg.eval_rows, len(ds.x_test))
     x_eval = torch.as_tensor(ds.x_test[:n_eval]).float().to(device)
-    y_eval = torch.as_tensor(ds.y_test[:n_eval]).to(device)
-    y_eval = y_eval if ds.task.loss == "cross_entropy" else y_eval.float()
+    y_eval = training_targets(model, ds.y_test[:n_eval], device)
+    loss = head_loss(model.config, ds.task.loss)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     best, best_obj = None, float("inf")
-    min_accuracy = min(min_accuracy, _evaluate(model, x_eval, y_eval, ds.task.loss, l1)[0])
+    min_accuracy = min(min_accuracy, _evaluate(model, x_eval, y_eval, loss, l1)[0])
     for step in range(steps + 1):
         if step % cfg.eval_every == 0 or step == steps:
-            acc, obj = _evaluate(model, x_eval, y_eval, ds.task.loss, l1)
+            acc, obj = _evaluate(model, x_eval, y_eval, loss, l1)
             if acc >= min_accuracy and obj < best_obj:
                 best, best_obj = copy.deepcopy(model.state_dict()), obj
         if step == steps:
             break
         idx = torch.randint(len(x_train), (cfg.batch_size,), generator=gen)
         xb = x_train[idx].float().to(device)
-        yb = y_train[idx].to(device)
-        yb = yb if ds.task.loss == "cross_entropy" else yb.float()
-        objective = task_loss(model(xb), yb, ds.task.loss) + (l1 * l1_norm(model) if l1 else 0.0)
+        yb = training_targets(model, y_train[idx], device)
+        objective = task_loss(model(xb), yb, loss) + (l1 * l1_norm(model) if l1 else 0.0)
         opt.zero_grad(set_to_none=True)
         objective.backward()
         opt.step()
         if frozen:
             with torch.no_grad():
                 for name, p in model.named_parameters():
-                    p[frozen[name]] = 0.0
+                    p[frozen[name]] = pinned[name][frozen[name]]
     if best is not None:
         model.load_state_dict(best)
     return model.eval(), {"kept_checkpoint": best is not None, "objective": best_obj}
@@ -189,6 +208,34 @@ def retrain_frozen_zeros(model: RNN, ds: Dataset, cfg: SimplifyConfig, base_accu
     ok = cfg.retrain_steps > 0 and info["kept_checkpoint"] and acc >= base_accuracy
     n_frozen = int(sum(m.sum() for m in frozen.values()))
     return (cand if ok else model), {"accepted": ok, "test_accuracy": acc, "frozen_zeros": n_frozen}
+
+
+def retrain_integer_recurrence(model: RNN, ds: Dataset, cfg: SimplifyConfig, base_accuracy: float,
+                               device: str = "cpu") -> tuple[RNN | None, dict]:
+    """Round the recurrent weights (f's first layer, from h_{t-1}) that lie within ``recurrence_tol`` of an
+    integer, hold them there (with every exact zero) and retrain the rest until accuracy returns.
+
+    A network whose recurrence is *almost* integer (a counter that leaks by 1%, an integrator mixed into
+    another by 0.01) often still solves its task, since only the rounded or arg-max output is checked,
+    but its hidden states then spread off any lattice. Rounding the recurrence alone breaks it; rounding it
+    and letting the input and output weights adapt repairs it. None when nothing is left to round.
+    """
+    H = model.config.hidden_dim
+    new = copy.deepcopy(model)
+    w = new.hidden_mlp.layers[0].weight
+    with torch.no_grad():
+        rec = w[:, :H]
+        near = ((rec - rec.round()).abs() <= cfg.recurrence_tol) & (rec != rec.round())
+        if not bool(near.any()):
+            return None, {"skipped": "the recurrent weights are integers already or far from any"}
+        rec[near] = rec.round()[near]
+    frozen = {name: (p.detach() == 0) for name, p in new.named_parameters()}
+    frozen["hidden_mlp.layers.0.weight"][:, :H] |= (w[:, :H] == w[:, :H].round()).detach()
+    cand, info = finetune(new, ds, cfg.retrain_steps, cfg.retrain_lr, cfg, frozen=frozen,
+                          min_accuracy=base_accuracy, seed=cfg.seed + 2000, device=device)
+    if not info["kept_checkpoint"]:
+        return None, {"rounded": int(near.sum()), "reason": "retraining did not recover the accuracy"}
+    return cand, {"rounded": int(near.sum())}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -771,15 +818,16 @@ def _batch_check(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> C
     """A fast check for greedy steps: accuracy on the evaluation batch no lower than ``model``'s."""
     n = min(cfg.eval_rows, len(ds.x_test))
     x = torch.as_tensor(ds.x_test[:n]).float().to(device)
-    y = torch.as_tensor(ds.y_test[:n]).to(device)
-    y = y if ds.task.loss == "cross_entropy" else y.float()
-    target = _evaluate(model, x, y, ds.task.loss, 0.0)[0]
-    return lambda m: _evaluate(m, x, y, ds.task.loss, 0.0)[0] >= target
+    y = training_targets(model, ds.y_test[:n], device)
+    loss = head_loss(model.config, ds.task.loss)
+    target = _evaluate(model, x, y, loss, 0.0)[0]
+    return lambda m: _evaluate(m, x, y, loss, 0.0)[0] >= target
 
 
 def simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str = "cpu") -> SimplifyResult:
-    """L1 sweep → normalizers → retraining with frozen zeros → quantization → integer snapping → pruning of
-    dead hidden coordinates; every step keeps the whole-test accuracy, so the function never gets worse."""
+    """L1 sweep → normalizers → retraining with frozen zeros → quantization → integer snapping → an integer
+    recurrence (then snapping again) → pruning of dead hidden coordinates; every step keeps the whole-test
+    accuracy, so the function never gets worse."""
     with intra_op_threads(cfg.threads):
         return _simplify(model, ds, cfg, device)
 
@@ -807,6 +855,12 @@ def _simplify(model: RNN, ds: Dataset, cfg: SimplifyConfig, device: str) -> Simp
         model, step = apply_checked(model, "snap", lambda m: snap_to_integers(m, on_split, cfg.snap_tol, 50),
                                     ds, base, x_probe, device)
     steps.append(step)
+    recurrence = lambda m: retrain_integer_recurrence(m, ds, cfg, base, device)
+    model, step = apply_checked(model, "integer_recurrence", recurrence, ds, base, x_probe, device)
+    steps.append(step)
+    if step.status == "applied":
+        model, step = apply_checked(model, "snap_after_recurrence", snap, ds, base, x_probe, device)
+        steps.append(step)
     model, step = apply_checked(model, "prune", prune_dead_hidden, ds, base, x_probe, device)
     steps.append(step)
     after = network_metrics(model, cfg.metric_threshold) | {"test_accuracy": test_accuracy(model, ds, device)}
