@@ -108,9 +108,22 @@ def test_table_programs_carry_their_tables():
     m = regress.fit_machine(x, y, _with_start(np.cumsum(x, axis=1) % 3), "fsm",
                             regress.RegressConfig(methods=("table",)), task.name)
     source = codegen.emit(m.to_dict())
-    assert "NEXT_H = {" in source and "OUT_Y = {" in source
+    assert "NEXT_H = Table({" in source and "OUT_Y = Table({" in source
     v = verify.verify_source(source, task, ds, exhaustive_budget=500, limits=LIMITS)
     assert v.solved
+
+
+def test_a_table_program_answers_keys_it_never_saw():
+    """A table fitted on part of the reachable states (here: sums mod 3 seen only from state 0 and 1) runs
+    on every input without a KeyError; unseen keys get the table's most common value."""
+    task = get_task("Add_Mod_3")
+    x = np.array([[[0], [1], [0], [1]], [[1], [0], [0], [0]]], dtype=np.int64)
+    z = _with_start(np.cumsum(x, axis=1) % 3)
+    m = regress.fit_machine(x, np.cumsum(x, axis=1) % 3, z, "fsm", regress.RegressConfig(methods=("table",)),
+                            task.name)
+    namespace: dict = {}
+    exec(codegen.emit(m.to_dict()), namespace)                  # noqa: S102 - our own emitted program
+    assert namespace["f"]([1, 1, 1, 2, 2]) and len(namespace["f"]([2, 2, 2, 2])) == 4
 
 
 def test_program_stage_end_to_end(tmp_path, monkeypatch):

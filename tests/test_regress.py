@@ -69,6 +69,40 @@ def test_linear_accepts_exact_rational_coefficients_only():
     assert not g.exact and g.method == "none"
 
 
+def test_additive_reads_a_counter_whose_increment_is_a_table_of_the_symbol():
+    """h' = h + w(x) with an arbitrary per-symbol increment: no linear or short symbolic formula, a full
+    table would hold only on the states seen, the additive form ``h + D[x]`` holds everywhere."""
+    rng = np.random.default_rng(1)
+    inc = {0: 3, 1: -2, 2: 7, 3: 0}
+    h = rng.integers(-40, 40, size=300)
+    x = rng.integers(0, 4, size=300)
+    X = np.column_stack([h, x])
+    t = h + np.vectorize(inc.get)(x)
+    cfg = regress.RegressConfig(methods=("linear", "additive", "table"))
+    f = regress.fit_target("h", X, t, ["h", "x"], cfg, table_name="D_H", inputs=["x"])
+    assert f.exact and f.method == "additive" and f.expression == "h + D_H[x]"
+    assert sorted(map(tuple, f.table)) == sorted(inc.items())
+    assert not regress.fit_target("h", X, t + (h > 30), ["h", "x"], cfg, inputs=["x"]).method == "additive"
+    assert regress.fit_additive(X, t, ["h", "x"], cfg)[0] is None           # no input named: not applicable
+
+
+def test_argmax_reads_a_classifier_output_as_integer_scores():
+    """y = which of 0, h0, h1 is largest (ties to the first): no linear or Boolean formula, but three
+    integer-linear scores whose arg-max it is, found by a linear program and checked on every row."""
+    rng = np.random.default_rng(2)
+    X = rng.integers(-6, 7, size=(400, 2))
+    scores = np.column_stack([np.zeros(len(X), np.int64), X])
+    t = np.argmax(scores, axis=1)
+    f = regress.fit_target("y", X, t + 3, ["h0", "h1"], regress.RegressConfig(methods=("linear", "argmax")))
+    assert f.exact and f.method == "argmax" and f.expression.startswith("argmax(") and f.expression.endswith("+ 3")
+    assert codegen.is_exact(f.expression, ["h0", "h1"], X, t + 3)
+    odd = regress.fit_target("y", X, np.where(t == 1, 5, t), ["h0", "h1"], regress.RegressConfig(methods=("argmax",)))
+    assert odd.exact and odd.table == [[0, 0], [1, 2], [2, 5]]          # values 0, 2, 5 through a table
+    xor = (X[:, 0] > 0) ^ (X[:, 1] > 0)
+    assert not regress.fit_target("y", X, xor.astype(int), ["h0", "h1"],
+                                  regress.RegressConfig(methods=("argmax",))).exact   # not linearly separable
+
+
 def test_boolean_recovers_the_full_adder():
     task, x, y = _data("Binary_Addition")
     m = regress.fit_machine(x, y, _with_start(_adder_states(x)), "lattice", task=task.name)

@@ -25,7 +25,12 @@ from mips.search import (
 from mips.tasks import get_task
 from mips.train import Member, TrainData, TrainResult, init_network
 
-LINEAR_ONLY = SearchConfig(wide_hidden_dims=(), depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, steps=100)
+def small(**settings) -> SearchConfig:
+    """A search space without the wide extension (the tests name every candidate)."""
+    return SearchConfig(wide_hidden_dims=(), **settings)
+
+
+LINEAR_ONLY = small(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=2, steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +87,14 @@ def linear(h):
 
 
 def test_candidates_follow_the_order():
-    config = SearchConfig(wide_hidden_dims=(), depths=((2, 1), (1, 2), (1, 1)), hidden_dims=(2, 1), widths=(8, 4))
+    config = small(depths=((2, 1), (1, 2), (1, 1)), hidden_dims=(2, 1), widths=(8, 4))
     space = candidates(config, 1, 1)
     keys = [(c.output_depth, c.hidden_depth, c.hidden_dim, c.output_width, c.hidden_width) for c in space]
     assert keys == sorted(keys)                                   # od, then hd, then H, then ow, then hw
     assert [c.label() for c in space[:4]] == ["H=1 f1 g1", "H=2 f1 g1", "H=1 f2x4 g1", "H=1 f2x8 g1"]
     assert len(space) == 2 + 2 * 2 + 2 * 2
     assert all(c.is_linear for c in space[:2]) and not any(c.is_linear for c in space[2:])
-    both = candidates(SearchConfig(wide_hidden_dims=(), depths=((2, 2),), hidden_dims=(1,), widths=(4, 8)), 1, 1)
+    both = candidates(small(depths=((2, 2),), hidden_dims=(1,), widths=(4, 8)), 1, 1)
     assert [(c.output_width, c.hidden_width) for c in both] == [(4, 4), (8, 8)]   # tied widths
     wide = SearchConfig(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), wide_hidden_dims=(16,),
                         wide_widths=(64,))
@@ -101,7 +106,7 @@ def test_candidates_follow_the_order():
 def test_representations_come_after_depth_and_before_size():
     """Add_Mod_5 (5 input values, 5 output values) gets all four representations, bits get no one-hot
     (it spans what the integer does), and a cross-entropy task gets classification heads only."""
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,))
+    config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,))
     task = get_task("Add_Mod_5")
     data = TrainData.from_dataset(load_dataset(task, size=500, seed=1, cache=False))
     reps = representations(config, task, data)
@@ -137,7 +142,7 @@ def test_first_success_in_order_without_monotonicity(sum_all):
 def test_later_group_and_later_depth(sum_all):
     """Only a ReLU network solves it: every linear candidate is tried and failed first."""
     task, data = sum_all
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4, 8), seeds=1, steps=100)
+    config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2, 3), widths=(4, 8), seeds=1, steps=100)
     target = RNNConfig(1, 1, 2, 2, 4)
     result = search(task, data, config, trainer=FakeTrainer(solves={target, RNNConfig(1, 1, 3, 2, 8)}))
     assert result.network.config == target
@@ -148,7 +153,7 @@ def test_later_group_and_later_depth(sum_all):
 
 def test_the_winners_later_group_mates_are_stopped(sum_all):
     task, data = sum_all
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1),), hidden_dims=(1, 2, 3), seeds=2, steps=100)
+    config = small(depths=((1, 1),), hidden_dims=(1, 2, 3), seeds=2, steps=100)
     result = search(task, data, config, trainer=FakeTrainer(solves={linear(1)}))
     assert result.network.config == linear(1)
     assert [o.status for o in result.trace] == ["succeeded", "stopped", "stopped"]
@@ -165,7 +170,7 @@ def test_nothing_succeeds_keeps_the_most_accurate(sum_all):
 def test_budget_cap_ends_the_search(sum_all):
     """Past ``max_network_steps`` the running candidates are capped and the search ends unsolved."""
     task, data = sum_all
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
+    config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
                           max_network_steps=500)
     result = search(task, data, config, trainer=FakeTrainer({RNNConfig(1, 1, 2, 2, 4)}, solve_step=60))
     assert not result.success and "budget of 500 network-steps ran out" in result.message
@@ -193,7 +198,7 @@ def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
 
 def test_resume_does_not_retrain_finished_groups(sum_all, tmp_path):
     task, data = sum_all
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100)
+    config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100)
     solves = {RNNConfig(1, 1, 2, 2, 4)}
     with pytest.raises(KeyboardInterrupt):                        # killed during the second group
         search(task, data, config, progress=Progress(tmp_path), trainer=FakeTrainer(solves, 5))
@@ -251,7 +256,7 @@ def test_search_stage_needs_the_dataset_of_its_preset(isolated):
 def test_a_success_in_the_group_the_budget_ran_out_in_still_counts(sum_all):
     """A network at 100% is a success even if the cap cut smaller candidates of its group short."""
     task, data = sum_all
-    config = SearchConfig(wide_hidden_dims=(), depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
+    config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100,
                           max_network_steps=440)
     result = search(task, data, config, trainer=FakeTrainer({RNNConfig(1, 1, 2, 2, 4)}))
     assert [o.status for o in result.trace] == ["failed", "failed", "capped", "succeeded"]

@@ -25,10 +25,12 @@ METHOD_NAMES = {
     "boolean": "Boolean formula from the truth table",
     "symbolic": "enumerative symbolic regression",
     "pysr": "PySR symbolic regression",
+    "additive": "integer-linear in the state plus a table over the input",
+    "argmax": "arg-max of integer-linear scores (a classifier's reading)",
     "table": "lookup table (no formula fit)",
     "none": "no exact fit",
 }
-_CALLS = {"abs", "min", "max", "int"}
+_CALLS = {"abs", "min", "max", "int", "argmax"}
 
 # ---------------------------------------------------------------------------------------------------------
 # Evaluating expressions on tables (Python semantics, numpy speed)
@@ -83,6 +85,8 @@ def _eval(node: ast.AST, env: dict, tables: dict):
                 return np.abs(vals[0])
             if fn == "int":
                 return np.asarray(vals[0]).astype(np.int64)
+            if fn == "argmax":                       # the first largest, as the emitted helper returns it
+                return np.argmax(np.stack(np.broadcast_arrays(*vals)), axis=0).astype(np.int64)
             red = np.minimum if fn == "min" else np.maximum
             out = vals[0]
             for v in vals[1:]:
@@ -148,6 +152,13 @@ class Iverson(sympy.Function):
         return r"\left[" + printer._print(self.args[0]) + r"\right]"
 
 
+class Argmax(sympy.Function):
+    """The index of the first largest argument."""
+
+    def _latex(self, printer):
+        return r"\operatorname{argmax}\left(" + ", ".join(printer._print(a) for a in self.args) + r"\right)"
+
+
 class Lookup(sympy.Function):
     """A value read from the machine's transition or output table."""
 
@@ -192,6 +203,8 @@ def _sym(node: ast.AST, syms: dict, boolean: bool = False):
             return Iverson(_sym_bool(arg, syms))
         case ast.Call(func=ast.Name(id="abs"), args=[arg]):
             return sympy.Abs(_sym(arg, syms))
+        case ast.Call(func=ast.Name(id="argmax"), args=args):
+            return Argmax(*[_sym(a, syms) for a in args])
         case ast.Call(func=ast.Name(id=fn), args=args) if fn in ("min", "max"):
             return (sympy.Min if fn == "min" else sympy.Max)(*[_sym(a, syms) for a in args])
         case ast.Subscript(slice=key):
@@ -310,7 +323,7 @@ def tidy(expr: str, names: Sequence[str], X: np.ndarray, target: np.ndarray) -> 
     """
     try:
         e = to_sympy(expr, names)
-        if e.has(Iverson, Lookup) or not isinstance(e, sympy.Expr):
+        if e.has(Iverson, Lookup, Argmax) or not isinstance(e, sympy.Expr):
             return expr
         simpler = sympy_to_python(sympy.simplify(sympy.nsimplify(e, rational=True)))
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
@@ -326,8 +339,28 @@ def tidy(expr: str, names: Sequence[str], X: np.ndarray, target: np.ndarray) -> 
 # The program
 
 
+ARGMAX_DEF = '''def argmax(*scores):
+    """The index of the first largest score: how a classifier's output is read."""
+    return max(range(len(scores)), key=scores.__getitem__)
+'''
+
+TABLE_CLASS = '''class Table(dict):
+    """A lookup table read off the network; a key it never reached gets the table's most common value."""
+
+    def __init__(self, entries, default):
+        super().__init__(entries)
+        self.default = default
+
+    def __missing__(self, key):
+        return self.default
+'''
+
+
 def _table_literal(name: str, rows: list[list[int]]) -> str:
-    """A dict constant ``NAME = {key: value, ...}`` wrapped to readable lines."""
+    """A table constant ``NAME = Table({key: value, ...}, default=...)`` wrapped to readable lines; the
+    default (the most common value) answers keys the network never reached, so the program never crashes."""
+    values = [row[-1] for row in rows]
+    default = max(sorted(set(values)), key=values.count)
     items = []
     for row in rows:
         key = row[:-1]
@@ -340,7 +373,7 @@ def _table_literal(name: str, rows: list[list[int]]) -> str:
             line = ""
         line += it + ", "
     lines.append(line.rstrip().rstrip(","))
-    return f"{name} = {{\n" + "\n".join("    " + ln for ln in lines if ln) + "\n}\n"
+    return f"{name} = Table({{\n" + "\n".join("    " + ln for ln in lines if ln) + f"\n}}, default={default})\n"
 
 
 def emit(machine: dict) -> str:
@@ -369,9 +402,13 @@ def emit(machine: dict) -> str:
         doc.append(f"  {line.ljust(min(width, 70))}   [{METHOD_NAMES.get(f['method'], f['method'])}]")
     doc.append('"""')
     parts = ["\n".join(doc), ""]
-    for f in formulas:
-        if f["method"] == "table":
-            parts.append(_table_literal(f["table_name"], f["table"]))
+    tables = [f for f in formulas if f.get("table")]
+    if any("argmax(" in f["expression"] for f in formulas):
+        parts.append(ARGMAX_DEF)
+    if tables:
+        parts.append(TABLE_CLASS)
+    for f in tables:
+        parts.append(_table_literal(f["table_name"], f["table"]))
     body = ["def f(xs):"]
     body.append(f"    {', '.join(state)} = {', '.join(str(v) for v in init)}")
     body.append("    ys = []")

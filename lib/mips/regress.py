@@ -41,7 +41,7 @@ from mips.tasks import Task
 log = logging.getLogger(__name__)
 
 UPSTREAM = ("extract",)
-METHODS = ("linear", "boolean", "symbolic", "pysr", "table")
+METHODS = ("linear", "boolean", "symbolic", "additive", "argmax", "pysr", "table")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class RegressConfig:
     max_bit_assignments: int = 720     # FSM bit encodings tried (all of them when there are fewer)
     max_fsm_states_for_bits: int = 8
     table_max_rows: int = 4096         # table: the largest lookup table emitted
+    max_argmax_classes: int = 16       # argmax: outputs with up to this many values
+    max_argmax_coefficient: int = 64   # argmax: the largest integer score coefficient accepted
     symbolic: symbolic.SearchConfig = field(default_factory=symbolic.SearchConfig)
     seed: int = 0
 
@@ -92,7 +94,7 @@ class Formula:
     latex: str = ""
     note: str = ""
     attempts: list[dict] = field(default_factory=list)   # per method tried: result and seconds
-    table: list[list[int]] | None = None                 # method table: rows [*key, value]
+    table: list[list[int]] | None = None                 # methods table, additive: rows [*key, value]
     table_name: str = ""
 
 
@@ -352,14 +354,92 @@ def fit_table(X: np.ndarray, t: np.ndarray, names: Sequence[str], cfg: RegressCo
     return f"{table_name}[{', '.join(names)}]", ""
 
 
-FITTERS = {"linear": fit_linear, "boolean": fit_boolean, "symbolic": fit_symbolic, "pysr": fit_pysr,
-           "table": fit_table}
+def fit_additive(X: np.ndarray, t: np.ndarray, names: Sequence[str], cfg: RegressConfig,
+                 inputs: Sequence[str] = (), table_name: str = "TABLE", **_) -> tuple:
+    """Integer-linear in the state plus one offset per input symbol, ``h + 2 * h1 + D[x]``: the update of
+    a counter or accumulator whose increment is any function of the current symbol (what a linear
+    recurrence over one-hot inputs computes). Unlike a full table, it holds on states never seen.
+    Returns (expression, note, table rows [*input key, offset]) or (None, reason)."""
+    s_cols = [c for c, n in enumerate(names) if n not in inputs]
+    i_cols = [c for c, n in enumerate(names) if n in inputs]
+    if not s_cols or not i_cols:
+        return None, "needs both state and input variables"
+    keys, inverse = np.unique(X[:, i_cols], axis=0, return_inverse=True)
+    design = np.column_stack([X[:, s_cols].astype(np.float64), np.eye(len(keys))[inverse.reshape(-1)]])
+    w = np.round(np.linalg.lstsq(design, t.astype(np.float64), rcond=None)[0][: len(s_cols)]).astype(np.int64)
+    if not w.any():
+        return None, "no state term"
+    offset = t - X[:, s_cols] @ w
+    values = [np.unique(offset[inverse.reshape(-1) == k]) for k in range(len(keys))]
+    if any(len(v) != 1 for v in values):
+        return None, "the offset depends on more than the input"
+    lookup = f"{table_name}[{', '.join(names[c] for c in i_cols)}]"
+    expr = f"{linear_expression(w, 0, [names[c] for c in s_cols])} + {lookup}"
+    return expr, "", [[*map(int, k), int(v[0])] for k, v in zip(keys, values, strict=True)]
+
+
+def fit_argmax(X: np.ndarray, t: np.ndarray, names: Sequence[str], cfg: RegressConfig,
+               inputs: Sequence[str] = (), table_name: str = "TABLE", **_) -> tuple:
+    """An output read as the arg-max of integer-linear scores of the state, one per value: what a linear
+    classification head computes, with the smallest integer coefficients a linear program finds.
+
+    Each value v gets a score s_v = w_v · z + c_v with s_y > s_v for every other v on every row (class 0's
+    score is 0; minimising Σ|w| keeps the rest small); the LP solution is scaled and rounded to integers.
+    Returns (``argmax(s_0, s_1, ...)``, note) or, when the values are not 0..C-1, the arg-max through a
+    table of values, with its rows.
+    """
+    from scipy.optimize import linprog
+
+    values = np.unique(t)
+    C, (n, k) = len(values), X.shape
+    if inputs or not 2 <= C <= cfg.max_argmax_classes or k == 0:
+        return None, "for outputs of the state with 2..max_argmax_classes values"
+    F = np.column_stack([X, np.ones(n)]).astype(np.float64)          # features [z, 1]
+    d = k + 1
+    label = np.searchsorted(values, t)
+    rows = []                                                        # (s_y - s_v) >= 1 as -(...) <= -1
+    for v in range(C):
+        sel = label != v
+        for y in range(C):
+            m = sel & (label == y)
+            if not m.any():
+                continue
+            block = np.zeros((int(m.sum()), C * d))
+            block[:, y * d:(y + 1) * d] -= F[m]
+            block[:, v * d:(v + 1) * d] += F[m]
+            rows.append(block)
+    A = np.vstack(rows)[:, d:]                                        # class 0's score is fixed at 0
+    nv = A.shape[1]
+    res = linprog(np.ones(2 * nv), A_ub=np.hstack([A, -A]), b_ub=-np.ones(len(A)), bounds=(0, None),
+                  method="highs")
+    if res.status != 0:
+        return None, "the values are not separated by linear scores of the state"
+    w = np.concatenate([np.zeros(d), res.x[:nv] - res.x[nv:]]).reshape(C, d)
+    for scale in (1, 2, 3, 4, 6, 8, 12):
+        W = np.round(w * scale).astype(np.int64)
+        if np.abs(W).max() > cfg.max_argmax_coefficient:
+            break
+        scores = np.column_stack([X, np.ones(n, np.int64)]) @ W.T
+        if np.array_equal(np.argmax(scores, axis=1), label) and np.all(
+                np.sort(scores, axis=1)[:, -1] > np.sort(scores, axis=1)[:, -2]):
+            terms = ", ".join(linear_expression(W[c, :-1], int(W[c, -1]), names) for c in range(C))
+            if np.array_equal(values, np.arange(values[0], values[0] + C)):
+                shift = f" + {values[0]}" if values[0] > 0 else (f" - {-values[0]}" if values[0] < 0 else "")
+                return f"argmax({terms}){shift}", ""
+            return f"{table_name}[argmax({terms})]", "", [[c, int(values[c])] for c in range(C)]
+    return None, "no small integer scores separate the values"
+
+
+WHOLE_STATE = {"argmax"}               # methods fitted on every variable, not only the ones the rows need
+FITTERS = {"linear": fit_linear, "boolean": fit_boolean, "symbolic": fit_symbolic, "additive": fit_additive,
+           "argmax": fit_argmax, "pysr": fit_pysr, "table": fit_table}
 
 
 def fit_target(name: str, X: np.ndarray, t: np.ndarray, names: Sequence[str], cfg: RegressConfig,
                constants: Sequence[int] = (), table_name: str = "", methods: Sequence[str] | None = None,
-               ) -> Formula:
-    """Fit one target on its table with each method in turn; the first exact one wins."""
+               inputs: Sequence[str] = ()) -> Formula:
+    """Fit one target on its table with each method in turn; the first exact one wins. ``inputs`` names
+    the input variables among ``names`` (the rest are state)."""
     start = time.time()
     Xd, td, conflicts = distinct_table(X, t)
     if conflicts:
@@ -372,8 +452,14 @@ def fit_target(name: str, X: np.ndarray, t: np.ndarray, names: Sequence[str], cf
     attempts = []
     for method in methods or cfg.methods:
         t0 = time.time()
-        expr, note = FITTERS[method](Xr, tr, used, cfg, constants=constants, table_name=table_name)
-        tables = {table_name: _table_dict(Xr, tr)} if method == "table" else None
+        if method in WHOLE_STATE:      # every variable: dropping one that the seen rows happen not to need
+            Xr, tr, used = Xd, td, list(names)        # would not generalize (the LP keeps the needed ones)
+        else:
+            Xr, tr, used = U[:, :-1], U[:, -1], [names[c] for c in keep]
+        expr, note, *extra = FITTERS[method](Xr, tr, used, cfg, constants=constants, table_name=table_name,
+                                             inputs=inputs)
+        rows = np.column_stack([Xr, tr]).tolist() if method == "table" else (extra[0] if extra else None)
+        tables = {table_name: _table_dict(np.asarray(rows)[:, :-1], np.asarray(rows)[:, -1])} if rows else None
         exact = expr is not None and codegen.is_exact(expr, used, Xr, tr, tables)
         attempts.append({"method": method, "seconds": round(time.time() - t0, 4),
                          "result": "exact" if exact else (note or "not exact")})
@@ -384,9 +470,8 @@ def fit_target(name: str, X: np.ndarray, t: np.ndarray, names: Sequence[str], cf
         formula = Formula(name, method, expr, used, True, rows=len(Xr),
                           length=codegen.expression_length(expr), seconds=round(time.time() - start, 4),
                           latex=codegen.to_latex(expr, used), note=note, attempts=attempts)
-        if method == "table":
-            formula.table = np.column_stack([Xr, tr]).tolist()
-            formula.table_name = table_name
+        if rows:
+            formula.table, formula.table_name = rows, table_name
         return formula
     return Formula(name, "none", "", used, False, rows=len(Xr), seconds=round(time.time() - start, 4),
                    note="no method fit exactly", attempts=attempts)
@@ -438,7 +523,7 @@ def fit_tables(X_up: np.ndarray, Z_next: np.ndarray, Z_out: np.ndarray, Y: np.nd
         if role == "update":
             v = X_up.shape[1]
             updates.append(fit_target(s_names[c], U[:, :v], U[:, v + c], s_names + i_names, cfg, constants,
-                                      f"NEXT_{s_names[c].upper()}", methods))
+                                      f"NEXT_{s_names[c].upper()}", methods, inputs=i_names))
         else:
             outputs.append(fit_target(o_names[c], V[:, :k], V[:, k + c], s_names, cfg, constants,
                                       f"OUT_{o_names[c].upper()}", methods))
@@ -589,7 +674,7 @@ def recheck(states: dict, machine: dict) -> dict[str, bool]:
     for f in machine["updates"] + machine["outputs"]:
         X, t = tables[f["name"]]
         lookup = None
-        if f["method"] == "table":
+        if f.get("table"):
             lookup = {f["table_name"]: _table_dict(np.asarray(f["table"])[:, :-1], np.asarray(f["table"])[:, -1])}
         out[f["name"]] = bool(f["exact"]) and codegen.is_exact(f["expression"], f["variables"], X, t, lookup)
     return out
