@@ -25,6 +25,7 @@ from mips.search import (
 from mips.tasks import get_task
 from mips.train import Member, TrainData, TrainResult, init_network
 
+
 def small(**settings) -> SearchConfig:
     """A search space without the wide extension (the tests name every candidate)."""
     return SearchConfig(wide_hidden_dims=(), **settings)
