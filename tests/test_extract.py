@@ -241,3 +241,23 @@ def test_many_distinct_states_are_clustered_on_a_grid():
     fsm = E.StateMachine(cluster_sample=50).fit(states, x, outputs)         # 50 < distinct states
     assert fsm.success_ and fsm.method_ == "geometric" and len(fsm.centers_) == 2
     np.testing.assert_array_equal(fsm.labels_, parity)
+
+
+def test_four_symbol_counts_in_three_dims_are_read_as_counts():
+    """A majority vote over 4 symbols kept in 3 dimensions as Σ u(x_s) with real u's: the states are a
+    dense projection of the count lattice (no lattice of h fits them exactly), but they are an exact
+    linear image of the symbol counts, and that is the reading chosen: z = how often each symbol came."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, size=(1500, 10, 1))
+    counts = np.zeros((1500, 11, 4), np.int64)
+    counts[:, 1:] = np.cumsum(np.eye(4, dtype=np.int64)[x[..., 0]], axis=1)
+    U = np.array([[-0.29, -0.17, 1.19], [1.28, 0.32, -0.24], [-0.67, 1.36, -0.58], [-0.31, -1.18, -1.0]])
+    states = counts @ U
+    outputs = counts.argmax(-1)[..., None]
+    ex = E.extract_states(states, x, outputs, CFG)
+    assert ex.success and ex.kind == "lattice" and ex.metrics["lattice_reading"] == "symbol counts"
+    assert np.array_equal(ex.z, counts) and np.allclose(ex.lattice.basis_, U)
+    assert ex.metrics["max_rounding_error"] == 0.0
+    noisy = states.copy()
+    noisy[:, 1:] += rng.normal(0, 0.05, noisy[:, 1:].shape)              # not a sum of per-symbol vectors
+    assert E.SymbolCounts().fit(noisy, x[..., 0], 4).message_ == "the states are not a sum of per-symbol vectors"

@@ -197,6 +197,19 @@ def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
     assert {results[j].member.tag for j in later(results, active, 300)} == {1, 2, 3, 5}
 
 
+def test_a_group_whose_best_error_stalls_between_rungs_stops():
+    """Rungs at 100, 300, 900: the best error 0.5 -> 0.48 is less than a 10% drop, so the group stops;
+    0.5 -> 0.3 goes on."""
+    config = SearchConfig(probe_steps=100, eta=3, min_rung_gain=0.1)
+    for later, stops in ((0.52, True), (0.70, False)):
+        rule = halving_stop_rule(config, 1000, None)
+        results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=0.5) for h in (1, 2, 3)]
+        rule(results, [0, 1, 2], 100)
+        results[0].best_eval_accuracy = later
+        verdict = rule(results, [0], 300)
+        assert (verdict == {0: "plateau"}) == stops
+
+
 def test_resume_does_not_retrain_finished_groups(sum_all, tmp_path):
     task, data = sum_all
     config = small(depths=((1, 1), (1, 2)), hidden_dims=(1, 2), widths=(4,), seeds=2, steps=100)

@@ -376,11 +376,37 @@ def _table_literal(name: str, rows: list[list[int]]) -> str:
     return f"{name} = Table({{\n" + "\n".join("    " + ln for ln in lines if ln) + f"\n}}, default={default})\n"
 
 
+def names_in(expr: str) -> set[str]:
+    """The variable (and table) names a formula reads."""
+    return {n.id for n in ast.walk(parse(expr)) if isinstance(n, ast.Name)}
+
+
+def live_state(machine: dict) -> list[str]:
+    """State coordinates the outputs read, directly or through the updates of other live coordinates.
+    The rest can change nothing the program returns (dead code), so the program leaves them out."""
+    state = machine["state_names"]
+    updates = {u["name"]: u for u in machine["updates"]}
+    frontier = [v for o in machine["outputs"] for v in names_in(o["expression"]) if v in updates]
+    live: set[str] = set()
+    while frontier:
+        v = frontier.pop()
+        if v not in live:
+            live.add(v)
+            frontier += [w for w in names_in(updates[v]["expression"]) if w in updates and w not in live]
+    return [v for v in state if v in live]
+
+
 def emit(machine: dict) -> str:
     """The program for a fitted machine (the content of formulas.json): ``def f(xs)`` with no imports.
 
-    Raises ValueError if a formula is not exact: a program is only emitted from exact parts.
+    State coordinates no output depends on are left out. Raises ValueError if a formula the program runs
+    is not exact: a program is only emitted from exact parts.
     """
+    keep = live_state(machine) or machine["state_names"][:1]   # a constant output still has a state line
+    if keep != machine["state_names"]:
+        init = dict(zip(machine["state_names"], machine["initial_state"], strict=True))
+        machine = machine | {"state_names": keep, "initial_state": [init[v] for v in keep],
+                             "updates": [u for u in machine["updates"] if u["name"] in keep]}
     state, inputs = machine["state_names"], machine["input_names"]
     outputs = machine["output_names"]
     formulas = machine["updates"] + machine["outputs"]

@@ -48,13 +48,16 @@ class ExtractConfig:
     rank_tol: float = 1e-4          # directions of the state cloud below this × the largest are noise
     gap_ratio: float = 10.0         # a singular-value drop this large proposes a smaller lattice rank
     lattice_tol: float = 0.15       # how far from an integer a lattice coefficient may be
+    max_rounding_error: float = 0.25  # a lattice whose codes round further than this is rejected, not passed on
+    exact_rounding: float = 0.01    # below this a lattice is exact; above it the symbol-count reading is tried
+    max_count_symbols: int = 16     # the symbol-count reading counts at most this many input symbols
     max_denominator: int = 64       # largest refinement of the lattice accepted (index over the first basis)
     max_states: int = 256           # largest state machine considered
     cluster_sample: int = 4000      # up to this many distinct states: exact single linkage; beyond: on a grid
     merge_unseen: bool = True       # minimize treating never-seen transitions as don't-cares (else: distinct)
     dl_eps: float = 1e-2            # resolution of the residual term of the description length
     seed: int = 0
-    method_version: int = 5         # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 6         # bumped when the method changes, so cached stage folders are redone
 
     @classmethod
     def for_preset(cls, preset: str) -> ExtractConfig:
@@ -618,6 +621,67 @@ def description_length(codes: np.ndarray, states: np.ndarray, recon: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Symbol counts: a state that is a linear image of how often each input symbol was seen
+
+
+class SymbolCounts:
+    """The reading h_t = h_0 + Σ_{s ≤ t} u(x_s) + v(x_t): the integer state is how often each input symbol
+    has been seen (and, where the state also holds it, which symbol came last, as 0/1 indicators); h is
+    its linear image, with the u's and v's as the rows of the basis.
+
+    A linear recurrence that is the identity on its span, fed one-hot inputs, computes exactly this
+    (majority votes, per-symbol counters). When there are more symbols than dimensions, the states are a
+    projection of the count lattice (dense, not a lattice of h), and only the counts make them integer.
+    """
+
+    def __init__(self, tol: float = 1e-4, max_symbols: int = 16):
+        self.tol, self.max_symbols = tol, max_symbols
+
+    def fit(self, states: np.ndarray, sym: np.ndarray, n_symbols: int) -> SymbolCounts:
+        n, T1, H = states.shape
+        self.success_, self.message_, self.h0_on_lattice_ = False, "", True
+        self.basis_, self.offset_ = np.zeros((0, H)), states[0, 0].astype(np.float64)
+        scale = max(1.0, float(np.abs(states).max()))
+        if n_symbols > self.max_symbols:
+            self.message_ = f"{n_symbols} input symbols are more than max_count_symbols={self.max_symbols}"
+            return self
+        if np.abs(states[:, 0] - self.offset_).max() > self.tol * scale:
+            self.message_ = "h_0 differs between rows"
+            return self
+        onehot = np.eye(n_symbols, dtype=np.int64)[sym]                       # (n, T, K): the symbol x_t
+        codes = np.zeros((n, T1, 2 * n_symbols), np.int64)
+        codes[:, 1:, :n_symbols] = np.cumsum(onehot, axis=1)                   # counts so far
+        codes[:, 1:, n_symbols:] = onehot                                      # the last symbol
+        F = codes[:, 1:].reshape(-1, 2 * n_symbols).astype(np.float64)
+        D = (states[:, 1:] - self.offset_).reshape(-1, H)
+        U = np.linalg.lstsq(F, D, rcond=None)[0]
+        if np.abs(F @ U - D).max() > self.tol * scale:
+            self.message_ = "the states are not a sum of per-symbol vectors"
+            return self
+        used = np.linalg.norm(U, axis=1) > self.tol * scale
+        self.used_ = used
+        self.basis_, self.codes_ = U[used], codes[..., used]
+        self.success_ = bool(used[:n_symbols].any())
+        self.message_ = "" if self.success_ else "no count of an input symbol moves the state"
+        return self
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """States zU + h_0 of codes z."""
+        return z @ self.basis_ + self.offset_
+
+
+def _counts_reading(counts: SymbolCounts, states, sym, outputs, eps) -> tuple[np.ndarray, dict]:
+    """Codes and description length of the symbol-count reading (consistent by construction: counts
+    determine their successor, and h, hence the output, is a function of them)."""
+    z = counts.codes_
+    k = z.shape[-1]
+    dl = description_length(z, states, counts.inverse_transform(z.astype(np.float64)), sym, outputs,
+                            k * states.shape[-1], eps)
+    return z, {"k_counts": k, "n_states_counts": int(len(np.unique(z.reshape(-1, k), axis=0))),
+               "description_length_counts": dl["total"], "description_length_counts_terms": dl}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The whole extraction
 
 
@@ -627,14 +691,15 @@ class Extraction:
 
     kind: str                   # "lattice", "fsm" or "" when neither is consistent
     z: np.ndarray               # (n, T+1, k) int64 codes of the chosen reading
-    lattice: IntegerLattice
+    lattice: IntegerLattice | SymbolCounts   # the lattice reading (symbol counts are a lattice of counts)
     machine: StateMachine
     metrics: dict
     success: bool
     message: str
 
 
-def _lattice_reading(lat: IntegerLattice, states, sym, outputs, eps) -> tuple[np.ndarray, dict]:
+def _lattice_reading(lat: IntegerLattice, states, sym, outputs, eps,
+                     max_rounding: float = 0.25) -> tuple[np.ndarray, dict]:
     """Codes, consistency and description length of the lattice reading."""
     zr = lat.transform(states)
     z = np.round(zr).astype(np.int64)
@@ -646,9 +711,12 @@ def _lattice_reading(lat: IntegerLattice, states, sym, outputs, eps) -> tuple[np
     code_id = row_ids(z.reshape(-1, k)).reshape(z.shape[:2])
     deterministic = is_function(code_id[:, :-1].reshape(-1) * (int(sym.max()) + 1) + sym.reshape(-1),
                                 code_id[:, 1:].reshape(-1)) and is_function(code_id.reshape(-1), row_ids(outputs))
-    info["lattice_consistent"] = bool(deterministic)
+    info["lattice_consistent"] = bool(deterministic) and info["max_rounding_error"] <= max_rounding
     if not deterministic:
         info["lattice_message"] = "rounded lattice codes do not determine the next code and the output"
+    elif not info["lattice_consistent"]:
+        info["lattice_message"] = (f"the states lie up to {info['max_rounding_error']:.2f} from the lattice "
+                                   f"(more than max_rounding_error={max_rounding})")
     recon = lat.inverse_transform(z.astype(np.float64))
     dl = description_length(z, states, recon, sym, outputs, (k + 1) * states.shape[-1], eps)
     info["description_length_lattice"] = dl["total"]
@@ -675,7 +743,7 @@ def extract_states(states: np.ndarray, x: np.ndarray, outputs: np.ndarray, cfg: 
     ``outputs`` (n, T+1, O) are the network's rounded outputs at every state. Ties go to the state machine:
     when both describe the states equally well, its finite table is the simpler claim.
     """
-    _, sym = input_symbols(x)
+    symbols, sym = input_symbols(x)
     flat_out = outputs.reshape(-1, outputs.shape[-1])
     lat = IntegerLattice(cfg.resolution, cfg.rank_tol, cfg.gap_ratio, cfg.lattice_tol, cfg.max_denominator)
     lat.fit(states)
@@ -685,10 +753,23 @@ def extract_states(states: np.ndarray, x: np.ndarray, outputs: np.ndarray, cfg: 
                      "lattice_consistent": False, "fsm_consistent": bool(fsm.success_)}
     z_lat = z_fsm = None
     if lat.success_:
-        z_lat, info = _lattice_reading(lat, states, sym, flat_out, cfg.dl_eps)
+        z_lat, info = _lattice_reading(lat, states, sym, flat_out, cfg.dl_eps, cfg.max_rounding_error)
         metrics.update(info)
     else:
         metrics["lattice_message"] = lat.message_
+    if not metrics["lattice_consistent"] or metrics["max_rounding_error"] > cfg.exact_rounding:
+        counts = SymbolCounts(tol=1e-4, max_symbols=cfg.max_count_symbols).fit(states, sym, len(symbols))
+        if counts.success_:
+            z_counts, info = _counts_reading(counts, states, sym, flat_out, cfg.dl_eps)
+            metrics.update(info)
+            if (not metrics["lattice_consistent"]
+                    or info["description_length_counts"] < metrics["description_length_lattice"]):
+                lat, z_lat = counts, z_counts
+                metrics.update({"lattice_consistent": True, "lattice_reading": "symbol counts",
+                                "description_length_lattice": info["description_length_counts"],
+                                "rounding_error": 0.0, "max_rounding_error": 0.0, "k_lattice": info["k_counts"]})
+        else:
+            metrics["counts_message"] = counts.message_
     if fsm.success_:
         z_fsm, info = _machine_reading(fsm, states, sym, flat_out, cfg.dl_eps)
         metrics.update(info)

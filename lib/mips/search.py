@@ -58,7 +58,8 @@ class SearchConfig:
     ``heads`` and ``encodings`` give the representations, tried head-major in the listed order;
     ``max_alphabet`` bounds the alphabets that get one-hot inputs or a classification head.
     ``steps`` = 0 means the task's own step count. Successive halving: ``probe_steps`` is the first rung,
-    each later rung keeps the best 1/``eta`` of the running networks for ``eta`` times the steps;
+    each later rung keeps the best 1/``eta`` of the running networks for ``eta`` times the steps, and a
+    group whose best error has not fallen by ``min_rung_gain`` (relative) since the last rung stops;
     ``patience`` stops a network that has not improved for that many steps. ``max_candidates`` caps the
     space and ``max_network_steps`` the search's total work, summed over every network (0 = no cap).
     """
@@ -75,6 +76,7 @@ class SearchConfig:
     steps: int = 0
     probe_steps: int = 400
     eta: int = 3
+    min_rung_gain: float = 0.1
     batch_size: int = 256
     lr: float = 1e-3
     eval_every: int = 100
@@ -393,13 +395,20 @@ def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
     1/eta of the networks still running (most accurate, then lowest loss), and at the first rung also
     every network that no smaller-or-equal network beats (so a small network that starts slowly is not
     dropped for a larger one that starts fast: the result stays "smallest first"); once the budget is
-    spent, cap everything."""
+    spent, cap everything. A group whose best error has not fallen by ``min_rung_gain`` since the last
+    rung has plateaued: all its networks stop."""
     rungs = config.rungs(steps)
+    last_error: list[float] = []
 
     def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
         won = [r.member.tag for r in results if r.success]
         stop = {j: "stopped" for j in active if won and results[j].member.tag >= min(won)}
         running = [j for j in active if j not in stop]
+        if step in rungs and running and not won:
+            error = 1.0 - max(r.best_eval_accuracy for r in results)
+            if last_error and error > last_error[-1] * (1.0 - config.min_rung_gain):
+                return stop | {j: "plateau" for j in running}
+            last_error.append(error)
         if step in rungs and running:
             score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
             ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
