@@ -8,7 +8,9 @@ Two readings are fitted to the hidden states of **every** time step, h_0 include
   original's Krylov construction stopped at H = 10 and read only the last step of column 0);
 - a **finite-state machine** ``StateMachine``: states clustered by single linkage at the coarsest cut
   whose transitions (state, input) → state and outputs state → y are deterministic on the data, then
-  minimized by partition refinement (Moore). This is the reading Boolean and modular tasks need.
+  minimized by partition refinement (Moore). This is the reading Boolean and modular tasks need;
+- **symbol counts** ``SymbolCounts``, tried when no exact lattice fits: h_t = h_0 + Σ_{s≤t} u(x_s) + v(x_t),
+  the state as how often each input symbol came (a lattice of counts whose image in h may be dense).
 
 The reading with the shorter description length wins (``description_length``, after the paper's
 criterion). ``states.npz`` holds the chosen codes z for h_0..h_T of the rows used, the inputs and targets,

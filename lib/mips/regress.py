@@ -719,6 +719,7 @@ def metrics_of(machine: Machine) -> dict:
         "expressions": {f.name: f.expression for f in machine.formulas},
         "seconds_per_target": {f.name: f.seconds for f in machine.formulas},
         "table_rows": {f.name: f.rows for f in machine.formulas},
+        "lookup_rows": sum(len(f.table or []) for f in machine.formulas if f.method == "table"),
         "method": machine.method,
         "success": machine.exact,
     }

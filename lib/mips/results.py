@@ -24,6 +24,7 @@ Min_Seen Parity_Bits_Mod2 Parity_Last2 Prev1 Prev2 Prev3 Prev4 Prev5 Sum_All Sum
 Sum_Last7""".split())
 
 PIPELINE = ("search", "simplify", "extract", "regress", "program")
+COMPACT_LOOKUP_ROWS = 64    # a solved program whose state lookup tables hold more entries is not compact
 
 
 @dataclass
@@ -39,7 +40,10 @@ class TaskResult:
     search_ok: bool | None = None
     hidden_dim_after: int | None = None
     state_kind: str = ""
-    n_states: int | None = None
+    n_states: int | None = None          # distinct codes the network's states took
+    state_dim: int | None = None         # lattice (or count) coordinates, or 1 for a machine's state index
+    lookup_rows: int | None = None       # entries of the program's lookup tables over states (0: formulas)
+    compact: bool | None = None          # solved with lookup tables of at most COMPACT_LOOKUP_ROWS entries
     method: str = ""
     program_lines: int | None = None
     test_ok: bool | None = None
@@ -72,6 +76,9 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
         r.hidden_dim_after = s.metrics.get("effective_hidden_dim_after", s.metrics.get("hidden_dim_after"))
     if (s := recs["extract"]) is not None:
         r.state_kind, r.n_states = s.metrics.get("kind", ""), s.metrics.get("n_states")
+        r.state_dim = s.metrics.get("k")
+    if (s := recs["regress"]) is not None:
+        r.lookup_rows = s.metrics.get("lookup_rows")
     if (s := recs["program"]) is not None:
         m = s.metrics
         r.method = m.get("method", "")
@@ -89,6 +96,8 @@ def task_result(task: Task, run_dir: Path | None = None) -> TaskResult:
         if not rec.success:
             r.failed_stage = stage
             break
+    if r.solved and r.lookup_rows is not None:
+        r.compact = r.lookup_rows <= COMPACT_LOOKUP_ROWS
     if recs["program"] is not None and not r.solved and not r.failed_stage:
         r.failed_stage = "verify"
     if r.failed_stage and r.failed_stage not in ("program", "verify"):
@@ -121,6 +130,7 @@ def totals(rows: list[TaskResult]) -> dict:
             by_stage[r.failed_stage or "unknown"] = by_stage.get(r.failed_stage or "unknown", 0) + 1
     return {
         "n_tasks": len(rows), "n_ran": len(ran), "mips_solved": sum(r.solved for r in rows),
+        "mips_solved_compact": sum(bool(r.compact) for r in rows),
         "llm_lenient_solved": sum(bool(r.llm_lenient) for r in rows),
         "llm_strict_solved": sum(bool(r.llm_strict) for r in rows),
         "llm_ran": sum(r.llm_lenient is not None for r in rows),
