@@ -181,7 +181,8 @@ def test_budget_cap_ends_the_search(sum_all):
 
 def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
     """At a rung: the most accurate third go on, and so does any network no smaller-or-equal one beats
-    (a slow small learner is not dropped for a fast large one); the rest are pruned."""
+    (a slow small learner is not dropped for a fast large one) while it is still learning; the rest are
+    pruned."""
     config = SearchConfig(probe_steps=100, eta=3)
     assert config.rungs(1000) == [100, 300, 900]
     later = halving_stop_rule(config, 1000, None)
@@ -193,8 +194,11 @@ def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
     pruned = rule(results, active, 100)
     assert {results[j].member.tag for j in pruned} == {2, 5}                # beaten by H=1 and by H=3/H=4
     assert set(pruned.values()) == {"pruned"}
-    # later rungs keep the best third only
-    assert {results[j].member.tag for j in later(results, active, 300)} == {1, 2, 3, 5}
+    # at later rungs an unbeaten small network goes on only while it is still learning
+    later(results, active, 100)
+    results[1].best_eval_accuracy = 0.60                                    # H=2: error 0.95 -> 0.40
+    results[5].best_eval_accuracy = 0.99                                    # the group's best improves too
+    assert {results[j].member.tag for j in later(results, active, 300)} == {1, 3, 5}
 
 
 def test_a_group_whose_best_error_stalls_between_rungs_stops():

@@ -392,13 +392,15 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
 
 def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
     """The group's stop rule: stop every later candidate once one succeeded; at each rung keep the best
-    1/eta of the networks still running (most accurate, then lowest loss), and at the first rung also
-    every network that no smaller-or-equal network beats (so a small network that starts slowly is not
-    dropped for a larger one that starts fast: the result stays "smallest first"); once the budget is
-    spent, cap everything. A group whose best error has not fallen by ``min_rung_gain`` since the last
-    rung has plateaued: all its networks stop."""
+    1/eta of the networks still running (most accurate, then lowest loss), and also every network that no
+    smaller-or-equal network beats and that is still learning (at the first rung, or its error fell by
+    ``min_rung_gain`` since the last rung): a small network that starts slowly is not dropped for a larger
+    one that starts fast, so the result stays "smallest first". Once the budget is spent, cap everything.
+    A group whose best error has not fallen by ``min_rung_gain`` since the last rung has plateaued: all
+    its networks stop."""
     rungs = config.rungs(steps)
     last_error: list[float] = []
+    member_error: dict[int, float] = {}             # each network's error at the last rung
 
     def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
         won = [r.member.tag for r in results if r.success]
@@ -413,9 +415,11 @@ def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
             score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
             ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
             keep = set(ranked[: math.ceil(len(running) / config.eta)])
-            if step == rungs[0]:
-                keep |= {j for j in running if not any(
-                    results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
+            learning = {j for j in running if j not in member_error
+                        or 1.0 - score[j][0] <= member_error[j] * (1.0 - config.min_rung_gain)}
+            keep |= {j for j in learning if not any(
+                results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
+            member_error.update({j: 1.0 - score[j][0] for j in running})
             stop |= {j: "pruned" for j in running if j not in keep}
         if steps_left is not None:
             used = sum(r.steps_run for r in results if r.stop) + step * len(active)
