@@ -99,6 +99,19 @@ def test_malformed_outputs_are_wrong_not_crashes(sum_all):
         assert v.outcome == "wrong_output" and v.test_rows_correct == 0, body
 
 
+@pytest.mark.parametrize("source, outcome", [
+    ("def f(xs):\n    return [10 ** 400 for x in xs]\n", "wrong_output"),        # no float holds it
+    ("import os\ndef f(xs):\n    os._exit(0)\n", "runtime_error"),                # exits mid-batch
+    ("import os\nos._exit(0)\ndef f(xs):\n    return xs\n", "runtime_error"),  # exits at import
+    ("import json, os\ndef f(xs):\n    os.write(1, json.dumps({'outcome': 'ok', 'outputs': [[0]] * 99999})"
+     ".encode())\n    os._exit(0)\n", "runtime_error"),                            # forges a longer report
+])
+def test_hostile_outputs_get_a_verdict_not_a_crash(sum_all, source, outcome):
+    task, ds = sum_all
+    v = verify.verify_source(source, task, ds, exhaustive_budget=100, limits=QUICK)
+    assert v.outcome == outcome and not v.solved and v.test_rows_correct == 0
+
+
 def test_bools_and_lists_stand_in_for_ints_and_tuples():
     task = get_task("Binary_Addition")
     ds = data.load_dataset(task, 1000, seed=22, cache=False)

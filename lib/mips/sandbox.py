@@ -417,7 +417,13 @@ def run_program(source: str, inputs: list[list], entry: str = "f",
     (sequences become lists, bools and numpy scalars become ints). An exception on any row fails the
     batch as ``runtime_error`` naming the row.
     """
-    return _execute(source, "call", entry, list(inputs), limits or Limits())
+    inputs = list(inputs)
+    res = _execute(source, "call", entry, inputs, limits or Limits())
+    if res.outcome == OK and (not isinstance(res.outputs, list) or len(res.outputs) != len(inputs)):
+        got = "no result" if not isinstance(res.outputs, list) else f"{len(res.outputs)} results"
+        res.outcome, res.outputs = RUNTIME_ERROR, None
+        res.error = f"the program returned {got} for {len(inputs)} inputs (did it exit or forge its report?)"
+    return res
 
 
 def run_script(source: str, limits: Limits | None = None) -> SandboxResult:
