@@ -58,3 +58,10 @@ def test_tasks_dir_adds_a_task_and_a_broken_file_is_named(tmp_path):
     assert proc.returncode == 1, "a broken task file is reported in the exit status"
     data = run("--tasks-dir", str(tmp_path), "data", "Odd_Prefix_Sum", "--size", "100", "--rows", "1")
     assert data.returncode == 0 and "x = [" in data.stdout
+
+
+def test_python_dash_m_mips_and_a_negative_worker_count():
+    proc = subprocess.run([sys.executable, "-m", "mips", "run", "--tasks", "Sum_All", "--workers", "-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--workers must be 0" in proc.stderr
+    assert "worker(s)" not in proc.stdout                     # refused before the run announces itself

@@ -219,6 +219,11 @@ BROKEN = {
                   "generate() failed on a small batch: RuntimeError: boom"),
     "BadName.py": (GOOD.replace('"Tmp_Not"', '"Tmp_Bad_Name"'), "snake_case"),
     "tmp_not_again.py": (GOOD, "already defined"),
+    "exits.py": ("import sys\nsys.exit(3)\n", "could not be imported: SystemExit: 3"),
+    "interrupts.py": ("raise KeyboardInterrupt\n", "could not be imported: KeyboardInterrupt"),
+    "outside_alphabet.py": (GOOD.replace('"Tmp_Not"', '"Tmp_Outside"').replace("input_values=(0, 1)",
+                                                                              "input_values=(0,)"),
+                            "produced inputs [1] outside input_values"),
 }
 
 
@@ -251,6 +256,19 @@ def test_load_task_file_raises_naming_the_file(task_folder, file):
     with pytest.raises(TaskError) as err:
         load_task_file(task_folder / file)
     assert file in str(err.value) and BROKEN[file][1] in str(err.value)
+
+
+def test_a_file_id_taken_by_a_builtin_is_refused(tmp_path, monkeypatch):
+    """parity_all.py with another task name would share Parity_All's runs folder and page: refused."""
+    (tmp_path / "parity_all.py").write_text(GOOD.replace('"Tmp_Not"', '"Not_Parity"'))
+    reg = discover([TASKS_DIR, tmp_path])
+    assert "Not_Parity" not in reg.tasks and reg.get("parity_all").name == "Parity_All"
+    assert "file id 'parity_all' is already taken" in reg.errors[str(tmp_path / "parity_all.py")]
+
+
+def test_a_capitalised_file_name_gets_the_file_name_rule(task_folder):
+    with pytest.raises(TaskError, match="failed to load.*snake_case"):
+        discover([task_folder]).get("BadName")
 
 
 def test_tasks_dir_environment_variable_adds_a_folder(task_folder, monkeypatch):

@@ -66,6 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mips.tasks import registry
 
     check_preset(args.preset)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be 0 (one per core) or a positive number, got {args.workers}")
     tasks = [] if args.tasks.strip().lower() in ("", "none") else registry(refresh=True).select(args.tasks)
     stages = order_stages([s.strip() for s in args.stages.split(",") if s.strip()]) if tasks else []
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()]

@@ -100,6 +100,10 @@ class Task:
                             f"expected x{want_x}, y{want_y}")
         if not (np.issubdtype(x.dtype, np.integer) and np.issubdtype(y.dtype, np.integer)):
             raise TaskError(f"{where}: generate must return integer arrays, got {x.dtype}, {y.dtype}")
+        outside = sorted(set(np.unique(x).tolist()) - set(self.input_values))
+        if outside:
+            raise TaskError(f"{where}: generate(rng, 4) produced inputs {outside[:5]} outside input_values; "
+                            f"input_values must list every value an input can take")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,7 +152,7 @@ def load_task_file(path: Path) -> Task:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # a user's file: report any failure as a task error naming it
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a user's file: any failure, even exit()
         raise TaskError(f"{path}: could not be imported: {type(exc).__name__}: {exc}") from exc
     task = getattr(module, "TASK", None)
     if not isinstance(task, Task):
@@ -162,7 +166,7 @@ def load_task_file(path: Path) -> Task:
         task.validate()
     except TaskError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
         raise TaskError(f"{path}: generate() failed on a small batch: {type(exc).__name__}: {exc}") from exc
     return task
 
@@ -187,7 +191,7 @@ class Registry:
         if task is not None:
             return task
         for file, err in self.errors.items():
-            if Path(file).stem == name.lower():
+            if Path(file).stem.lower() == name.lower():
                 raise TaskError(f"task {name!r} exists but failed to load: {err}")
         close = difflib.get_close_matches(name, list(self.tasks), n=3, cutoff=0.5)
         close += [k for k in self.tasks if name.lower() in k.lower() and k not in close][:3]
@@ -228,6 +232,11 @@ def discover(dirs: Sequence[Path] | None = None) -> Registry:
                 continue
             if task.name in tasks:
                 errors[str(path)] = f"{path}: task name {task.name!r} already defined by {tasks[task.name].source_file}"
+                continue
+            same_id = next((t for t in tasks.values() if t.id == task.id), None)
+            if same_id is not None:       # one runs folder and page per id: a second file would share them
+                errors[str(path)] = (f"{path}: file id {task.id!r} is already taken by {same_id.source_file} "
+                                     f"({same_id.name}); rename the file")
                 continue
             tasks[task.name] = task
     return Registry(tasks, errors)
