@@ -35,6 +35,19 @@ def test_rerun_replaces_the_folder_and_a_killed_run_leaves_no_finished_stage(iso
     assert [p.name for p in folder.parent.iterdir()] == ["simplify"]
 
 
+def test_a_damaged_or_missing_stage_file_means_the_stage_is_computed_again(isolated):
+    """A corrupted model.pt used to be served from the cache for ever (and --force did not help)."""
+    run = StageRun("t", "search", {"steps": 10})
+    run.path("model.pt").write_bytes(b"weights")
+    run.finish({}, success=True)
+    again = lambda: StageRun("t", "search", {"steps": 10}).cached()   # noqa: E731
+    assert again() is not None
+    (stage_dir("t", "search") / "model.pt").write_bytes(b"garbage")
+    assert again() is None
+    (stage_dir("t", "search") / "model.pt").unlink()
+    assert again() is None
+
+
 def test_missing_upstream_says_what_to_run(isolated):
     with pytest.raises(FileNotFoundError, match="mips run --tasks sum_all --stages search"):
         require_record("sum_all", "search")

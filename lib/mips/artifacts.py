@@ -104,12 +104,22 @@ class Record:
     created: str = ""
     versions: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    files: dict = field(default_factory=dict)    # sha256 of every file the stage wrote, to detect damage
 
     @classmethod
     def load(cls, path: Path) -> Record:
         data = json.loads(Path(path).read_text())
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (None if it is missing)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
 
 
 def stage_dir(task_id: str, stage: str, run_dir: Path | None = None) -> Path:
@@ -159,11 +169,17 @@ class StageRun:
         self._start = time.time()
 
     def cached(self) -> Record | None:
-        """The existing record if it was made from the same config and upstream records."""
+        """The existing record if it was made from the same config and upstream records and its files are
+        intact (a missing or altered file means the stage is computed again)."""
         rec = load_record(self.task_id, self.stage, self.final.parent.parent)
-        if rec is not None and rec.key == self.key:
-            return rec
-        return None
+        if rec is None or rec.key != self.key:
+            return None
+        damaged = [name for name, digest in rec.files.items() if file_digest(self.final / name) != digest]
+        if damaged:
+            log.warning("%s: %s missing or changed since the stage wrote them; computing the stage again",
+                        self.final, ", ".join(damaged))
+            return None
+        return rec
 
     @property
     def dir(self) -> Path:
@@ -182,10 +198,12 @@ class StageRun:
 
     def finish(self, metrics: dict, success: bool, message: str = "") -> Record:
         """Write the record and move the scratch folder into place atomically."""
+        files = {str(f.relative_to(self.dir)): file_digest(f) for f in sorted(self.dir.rglob("*"))
+                 if f.is_file() and f.name != RECORD}
         rec = Record(stage=self.stage, task=self.task_id, key=self.key, config=self.config,
                      upstream=self.upstream, metrics=metrics, success=bool(success), message=message,
                      seconds=round(time.time() - self._start, 3),
-                     created=time.strftime("%Y-%m-%dT%H:%M:%S"), versions=versions())
+                     created=time.strftime("%Y-%m-%dT%H:%M:%S"), versions=versions(), files=files)
         write_json(self.dir / RECORD, asdict(rec))
         trash = self.final.parent / f".{self.stage}.old-{uuid.uuid4().hex[:8]}"
         if self.final.exists():
