@@ -211,6 +211,44 @@ def test_server_speaks_the_openai_api(server):
         client.chat.completions.create(model="gpt-4", messages=messages, max_tokens=4)
 
 
+def test_malformed_requests_get_400_and_never_hang_the_server(server):   # server: skips without the model
+    """Bad fields are refused with 400 naming them; a body shorter than its Content-Length frees its
+    thread after the socket timeout; and the server still answers afterwards (issue 20, item 8: seeds of
+    different types in one batch used to kill the batching thread, so every later request hung)."""
+    import http.client
+    import socket
+
+    from mips import llm_server
+
+    srv = llm_server.ChatServer(llm_server.ChatModel("smollm2-135m", threads=1)).start()
+
+    def post(body: bytes, length: int | None = None) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection(srv.host, srv.port, timeout=60)
+        conn.putrequest("POST", "/v1/chat/completions")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body) if length is None else length))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+
+    msgs = [{"role": "user", "content": "Say hi."}]
+    try:
+        for body in ([1, 2], {"messages": msgs, "n": "two"}, {"messages": msgs, "max_tokens": "many"},
+                     {"messages": msgs, "seed": "abc"}, {"messages": msgs, "temperature": [1]},
+                     {"messages": msgs, "stop": 3}):
+            status, reply = post(json.dumps(body).encode())
+            assert status == 400 and reply["error"]["type"] == "invalid_request_error", body
+        assert post(b"{}", length=10 ** 9)[0] == 413
+        srv.httpd.RequestHandlerClass.timeout = 1
+        with socket.create_connection((srv.host, srv.port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 500\r\n\r\n{")
+            assert raw.recv(100) == b""                         # closed after the socket timeout
+        status, reply = post(json.dumps({"messages": msgs, "max_tokens": 3, "seed": 7}).encode())
+        assert status == 200 and reply["usage"]["completion_tokens"] <= 3
+    finally:
+        srv.stop()
+
+
 def test_concurrent_requests_are_generated_as_one_batch(server):
     """The server batches concurrent requests (left-padded prompts of different lengths), and each reply
     is what that request gets alone."""

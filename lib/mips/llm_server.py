@@ -409,8 +409,8 @@ class Batcher:
     def _loop(self) -> None:
         while (taken := self._take()) is not None:
             (max_tokens, temperature, top_p), batch = taken
-            batch.sort(key=lambda p: (p[1]["seed"] is None, p[1]["seed"] or 0))
-            try:
+            try:               # nothing a request carries may end this thread: every later request would hang
+                batch.sort(key=lambda p: (p[1]["seed"] is None, str(p[1]["seed"])))
                 done = self.model.complete_batch([p[1]["messages"] for p in batch], max_tokens, temperature,
                                                  top_p, [p[1]["seed"] for p in batch],
                                                  [p[1]["stop"] for p in batch])
@@ -439,9 +439,27 @@ def _error(status: int, message: str, code: str) -> tuple[int, dict]:
     return status, {"error": {"message": message, "type": "invalid_request_error", "code": code}}
 
 
+def _number(body: dict, name: str, default, kind=float, low=None, high=None):
+    """A numeric field of the request, or ValueError naming it (the caller answers 400)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+        raise ValueError(f"'{name}' must be a {'whole ' if kind is int else ''}number, got {value!r}")
+    value = kind(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"'{name}' must be between {low} and {high}, got {value}")
+    return value
+
+
+MAX_BODY_BYTES = 1 << 20        # a chat request is a few kilobytes; anything near this is not one
+
+
 def chat_completion(model: ChatModel, body: dict, batcher: Batcher | None = None) -> tuple[int, dict]:
     """Answer one ``/v1/chat/completions`` request body the way the OpenAI API does (batched with
-    concurrent requests when a batcher is given)."""
+    concurrent requests when a batcher is given). Malformed fields get a 400 naming the field."""
+    if not isinstance(body, dict):
+        return _error(400, "the request body must be a JSON object", "invalid_json")
     if body.get("model") not in (model.name, None):
         return _error(404, f"The model {body.get('model')!r} does not exist; this server has {model.name!r}",
                       "model_not_found")
@@ -451,16 +469,24 @@ def chat_completion(model: ChatModel, body: dict, batcher: Batcher | None = None
         return _error(400, "'messages' must be a non-empty list of {role, content} objects", "invalid_messages")
     if body.get("stream"):
         return _error(400, "streaming is not supported by this local server", "unsupported")
-    if int(body.get("n") or 1) != 1:
+    try:
+        n = _number(body, "n", 1, int)
+        max_tokens = _number(body, "max_completion_tokens", None, int, 1, 32_768) or \
+            _number(body, "max_tokens", 256, int, 1, 32_768)
+        temperature = _number(body, "temperature", 1.0, float, 0.0, 2.0)
+        top_p = _number(body, "top_p", 1.0, float, 0.0, 1.0)
+        seed = _number(body, "seed", None, int)
+    except ValueError as exc:
+        return _error(400, str(exc), "invalid_value")
+    if n != 1:
         return _error(400, "only n=1 is supported by this local server", "unsupported")
     stop = body.get("stop")
-    stop = [stop] if isinstance(stop, str) else list(stop or [])
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    temperature = body.get("temperature")
-    top_p = body.get("top_p")
-    request = {"messages": [{"role": m.get("role", "user"), "content": m["content"]} for m in messages],
-               "max_tokens": int(max_tokens), "temperature": 1.0 if temperature is None else float(temperature),
-               "top_p": 1.0 if top_p is None else float(top_p), "seed": body.get("seed"), "stop": stop}
+    stop = [stop] if isinstance(stop, str) else stop
+    if not (stop is None or isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        return _error(400, "'stop' must be a string or a list of strings", "invalid_value")
+    request = {"messages": [{"role": str(m.get("role", "user")), "content": m["content"]} for m in messages],
+               "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+               "stop": list(stop or [])}
     done = batcher.submit(**request) if batcher is not None else model.complete(**request)
     return 200, {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
@@ -474,6 +500,7 @@ def chat_completion(model: ChatModel, body: dict, batcher: Batcher | None = None
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "mips-llm/1"
+    timeout = 30              # seconds a connection may stall (socket timeout) before its thread is freed
     model: ChatModel  # set on the subclass built by ChatServer
     batcher: Batcher
 
@@ -497,7 +524,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_error(404, f"no route {self.path}", "not_found"))
             return
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self._send(*_error(413 if length > MAX_BODY_BYTES else 400,
+                               f"Content-Length must be a size up to {MAX_BODY_BYTES} bytes", "invalid_length"))
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except TimeoutError:               # a body shorter than its Content-Length: give the thread back
+            self.close_connection = True
+            return
         except (ValueError, json.JSONDecodeError):
             self._send(*_error(400, "the request body is not JSON", "invalid_json"))
             return
