@@ -180,6 +180,28 @@ def test_unreachable_server_records_not_run(tmp_path, monkeypatch):
     assert "sk-test-unreachable" not in json.dumps(rec.__dict__)
 
 
+def test_credentials_in_the_base_url_never_reach_a_record(tmp_path, monkeypatch):
+    """http://user:pass@host/v1 (issue 20, item 4): the message names the server without them."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://alice:hunter2secret@127.0.0.1:{port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-unreachable")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    task = get_task("Sum_All")
+    from mips import data
+
+    data.run(task, SMOKE, tmp_path)
+    cfg = llm.LLMConfig.for_preset(SMOKE, model="some-model", base_url=url, request_timeout=5.0)
+    rec = llm.run(task, SMOKE, tmp_path, config=cfg)
+    text = json.dumps(rec.__dict__) + "".join(p.read_text() for p in tmp_path.rglob("*.json"))
+    assert f"127.0.0.1:{port}" in rec.message
+    assert "hunter2secret" not in text and "alice" not in text
+    assert llm._redact("echo hunter2secret and sk-test-unreachable") == "echo <password> and <OPENAI_API_KEY>"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # End to end with the real local model
 

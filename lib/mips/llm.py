@@ -200,13 +200,22 @@ def connect(config: LLMConfig, device: str = "cpu") -> Connection:
             f"other than OpenAI's), or use model='{DEFAULT_MODEL}' for the local model")
     client = openai.OpenAI(api_key=key, base_url=config.base_url or None, max_retries=2,
                            timeout=config.request_timeout)
-    return Connection(client, config.model, str(client.base_url))
+    return Connection(client, config.model, _public_url(str(client.base_url)))
 
 
 def _redact(text: str) -> str:
-    """Remove the API key from any text that may be recorded (error messages echo what they got)."""
+    """Remove the API key, and any user:password in OPENAI_BASE_URL, from text that may be recorded (error
+    messages echo what they got, and a reply may echo a key it was shown)."""
+    from urllib.parse import urlsplit
+
     key = os.environ.get("OPENAI_API_KEY", "")
-    return text.replace(key, "<OPENAI_API_KEY>") if len(key) >= 4 else text
+    if len(key) >= 4:
+        text = text.replace(key, "<OPENAI_API_KEY>")
+    parts = urlsplit(os.environ.get("OPENAI_BASE_URL", ""))
+    for secret, name in ((parts.password, "<password>"), (parts.username, "<user>")):
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, name)
+    return text
 
 
 def ask(conn: Connection, messages: list[dict], config: LLMConfig, seed: int) -> dict:
@@ -230,7 +239,7 @@ def ask(conn: Connection, messages: list[dict], config: LLMConfig, seed: int) ->
         raise LLMUnavailable(f"the request to {conn.base_url} failed: {_redact(str(exc))}") from exc
     choice = resp.choices[0] if resp.choices else None
     usage = resp.usage
-    return {"content": (choice.message.content or "") if choice else "",
+    return {"content": _redact(choice.message.content or "") if choice else "",
             "finish_reason": choice.finish_reason if choice else None,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
