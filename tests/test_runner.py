@@ -166,3 +166,60 @@ def test_a_notebook_whose_stage_record_was_deleted_runs_again(isolated, monkeypa
     shutil.rmtree(stage_dir("sum_all", "dataset"))
     assert statuses() == [OK]
     assert load_record("sum_all", "dataset") is not None
+
+
+def test_a_second_run_in_the_same_runs_folder_is_refused(tmp_path):
+    """Two runs sharing a runs folder deleted each other's scratch files (issue 20, item 6)."""
+    import subprocess
+    import sys
+
+    from mips.runner import runs_lock
+
+    probe = (f"from pathlib import Path\nfrom mips.runner import runs_lock\n"
+             f"with runs_lock(Path({str(tmp_path)!r})):\n    print('got it')\n")
+    with runs_lock(tmp_path):
+        busy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0 and "another `mips run`" in busy.stderr and "--run-dir" in busy.stderr
+    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert free.returncode == 0 and "got it" in free.stdout
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of the parent used to leave its worker running notebooks beside the rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import concurrent.futures as cf, os, time
+from mips.runner import die_with_parent
+
+def work(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    with cf.ProcessPoolExecutor(1, initializer=die_with_parent) as pool:
+        pool.submit(work, {str(tmp_path / 'worker.pid')!r})
+        time.sleep(120)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    pid_file = tmp_path / "worker.pid"
+    for _ in range(300):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its killed parent")

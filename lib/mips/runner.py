@@ -300,6 +300,54 @@ def _run_unit_safe(unit: str, stages: Sequence[str], opts: RunOptions) -> list[N
         return [NotebookStatus(unit, s, FAILED, error=err) for s in names]
 
 
+class RunsFolderBusy(ValueError):
+    """Another ``mips run`` holds the runs folder (a ValueError: the command reports it as a usage error)."""
+
+
+@contextlib.contextmanager
+def runs_lock(run_dir: Path):
+    """Hold ``<run_dir>/.mips-run.lock`` for the batch: two runs in one folder would recompute the same
+    stages and delete each other's scratch files. The kernel drops the lock when the holder dies, even by
+    ``kill -9``, and also keeps it while a worker of that run is still alive."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".mips-run.lock"
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise RunsFolderBusy(f"another `mips run` (pid {holder}) is using {run_dir}; wait for it to finish, "
+                             f"stop it, or give this run its own --run-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux; a no-op elsewhere), so a worker
+    of a ``mips run`` killed with ``kill -9`` does not go on executing notebooks beside the rerun."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:             # the parent died before the request took effect
+        os._exit(1)
+
+
 def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, workers: int = 0,
               executor: str = "local", slurm_options: dict | None = None, quiet: bool = False,
               chapters: Sequence[str] = ()) -> BatchResult:
@@ -335,8 +383,18 @@ def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, wo
                 report(st)
 
     names = ([t.name for t in tasks] if stages else []) + [f"chapter:{c}" for c in chapters]
+    with runs_lock(Path(opts.run_dir or _runs())):
+        _run_units(names, stages, opts, workers, executor, slurm_options, report, poll_disk, result)
+    bar.close()
+    result.seconds = time.time() - start
+    return result
+
+
+def _run_units(names, stages, opts, workers, executor, slurm_options, report, poll_disk, result) -> None:
+    """Execute the units with the chosen executor, reporting each notebook as it finishes."""
     if executor == "local":
-        with cf.ProcessPoolExecutor(max_workers=min(workers, max(1, len(names)))) as pool:
+        with cf.ProcessPoolExecutor(max_workers=min(workers, max(1, len(names))),
+                                    initializer=die_with_parent) as pool:
             futures = {pool.submit(_run_unit_safe, n, stages, opts): n for n in names}
             pending = set(futures)
             while pending:
@@ -363,9 +421,6 @@ def run_batch(tasks: Sequence[Task], stages: Sequence[str], opts: RunOptions, wo
                     result.statuses.append(st)
     else:
         raise ValueError(f"unknown executor {executor!r}; use local, slurm or submitit-local")
-    bar.close()
-    result.seconds = time.time() - start
-    return result
 
 
 def _ts(stamp: str) -> float:
