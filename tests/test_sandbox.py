@@ -140,3 +140,81 @@ def test_isolation_report_names_the_layers():
     assert layers["audit_hook"] is True and layers["rlimits"] is True
     if sys.platform == "linux":
         assert layers["network_namespace"] == sandbox.network_namespace_available()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The kernel layers alone (issue 20, items 1, 2, 10): with the in-process audit hook left out, as a program
+# that switched it off would have it, nothing below may get through. Each probe touches only what the
+# test itself creates (a Unix socket in tmp_path, processes it can see end) and is bounded in time.
+
+kernel_only = pytest.mark.skipif(not (sandbox.isolation_report().get("landlock_abi")
+                                      and sandbox.isolation_report().get("seccomp")
+                                      and sandbox.isolation_report().get("pid_namespace")),
+                                 reason="this machine lacks Landlock, seccomp or PID namespaces")
+
+
+def _without_hook(source: str, limits: Limits = Limits(cpu_seconds=5, wall_seconds=20)):
+    return sandbox._execute(source, "script", "", None, limits, audit_hook=False)
+
+
+@kernel_only
+def test_no_program_can_be_started_even_without_the_audit_hook():
+    res = _without_hook("import subprocess\ntry:\n    subprocess.run(['/bin/echo', 'escaped'])\n"
+                        "except PermissionError as e:\n    print('refused', e.errno)\n")
+    assert res.meta["isolation"]["audit_hook"] is False
+    assert "refused 1" in res.stdout and "escaped" not in res.stdout
+
+
+@kernel_only
+def test_no_unix_socket_reaches_the_host_even_without_the_audit_hook(tmp_path):
+    path = tmp_path / "host.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        server.settimeout(0.5)
+        res = _without_hook(f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({str(path)!r})\n"
+                            f"s.sendall(b'leak')\n")
+        with pytest.raises(TimeoutError):
+            server.accept()
+    assert res.outcome == sandbox.RUNTIME_ERROR and "PermissionError" in res.error
+
+
+@kernel_only
+def test_etc_shadow_is_not_readable_even_without_the_audit_hook():
+    res = _without_hook("print(open('/etc/shadow').read()[:20])")
+    assert res.outcome == sandbox.RUNTIME_ERROR and "PermissionError" in res.error and not res.stdout.strip()
+    ok = _without_hook("import json, datetime\nprint(json.dumps({'t': str(datetime.date(2020, 1, 1))}))")
+    assert ok.outcome == sandbox.OK and "2020-01-01" in ok.stdout       # the runtime still works
+
+
+@kernel_only
+def test_a_forked_child_in_a_new_session_dies_with_the_sandbox(tmp_path, monkeypatch):
+    """A child that leaves the process group (setsid) used to outlive the run; in the sandbox's own PID
+    namespace it dies when the sandbox does, after a normal end and after a timeout."""
+    import os
+    import tempfile
+    import time
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # the sandbox's work dirs land here
+
+    def survivors() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp_path)):
+                    found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+    fork = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\n"
+    for tail, outcome in (("print('parent done')\n", sandbox.OK), ("time.sleep(60)\n", sandbox.TIMEOUT)):
+        res = _without_hook(fork + tail, Limits(cpu_seconds=5, wall_seconds=2))
+        assert res.outcome == outcome
+        deadline = time.time() + 5
+        while survivors() and time.time() < deadline:
+            time.sleep(0.1)
+        left = survivors()
+        for pid in left:
+            os.kill(pid, 9)
+        assert not left, f"processes outlived the sandbox: {left}"

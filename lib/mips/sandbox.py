@@ -95,8 +95,9 @@ def _sandbox_main():
         pass
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # an oversized write raises instead of killing
     home = os.path.realpath(os.getcwd())
-    isolation = {"network_namespace": cfg["network_namespace"], "landlock_abi": 0, "audit_hook": False,
-                 "rlimits": True}
+    isolation = {"network_namespace": cfg["network_namespace"], "pid_namespace": cfg["pid_namespace"],
+                 "landlock_abi": 0, "seccomp": "", "audit_hook": False, "rlimits": True}
+    own_proc = os.path.realpath("/proc/self")    # this process in the host's /proc (in a pid namespace, pid 1)
 
     def landlock(read_roots):
         """Confine the process tree with Landlock: write in home only, read runtime roots, no TCP."""
@@ -143,10 +144,46 @@ def _sandbox_main():
         os.close(ruleset)
         return int(abi)
 
+    def seccomp():
+        """A seccomp filter: execve/execveat and socket() fail with EPERM for this process and every
+        descendant, so no program can be started and no socket (TCP, UDP or Unix) opened, whatever
+        happens to the audit hook. Returns the architecture it was installed for, or ''."""
+        import ctypes, platform
+        arch = {"x86_64": (0xC000003E, (59, 322), 41), "aarch64": (0xC00000B7, (221, 281), 198)}
+        if platform.machine() not in arch:
+            return ""
+        audit_arch, execs, sock = arch[platform.machine()]
+        denied = (*execs, sock)
+
+        class Filter(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                        ("k", ctypes.c_uint32)]
+
+        class Prog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Filter))]
+
+        ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+        allow, eperm, kill = 0x7FFF0000, 0x00050001, 0x80000000
+        n = len(denied)
+        prog = [Filter(ld, 0, 0, 4), Filter(jeq, 1, 0, audit_arch), Filter(ret, 0, 0, kill),
+                Filter(ld, 0, 0, 0), Filter(jge, n + 1, 0, 0x40000000)]      # x32 syscalls: denied too
+        prog += [Filter(jeq, n - i, 0, nr) for i, nr in enumerate(denied)]
+        prog += [Filter(ret, 0, 0, allow), Filter(ret, 0, 0, eperm)]
+        arr = (Filter * len(prog))(*prog)
+        fprog = Prog(len(prog), ctypes.cast(arr, ctypes.POINTER(Filter)))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+            return ""
+        return platform.machine()
+
     try:
         isolation["landlock_abi"] = landlock(cfg["read_roots"])
     except Exception:                             # no Landlock here (old kernel, other OS): layer 3 only
         isolation["landlock_abi"] = 0
+    try:
+        isolation["seccomp"] = seccomp()
+    except Exception:
+        isolation["seccomp"] = ""
     denied = tuple(cfg["deny_roots"])
     allowed = tuple(cfg["read_roots"])
     sys.path[:] = [p for p in sys.path if p and any(p == r or p.startswith(r + os.sep) for r in allowed)]
@@ -177,7 +214,7 @@ def _sandbox_main():
         if under(p, (home,)):
             return
         if deepest(p, denied) > deepest(p, allowed) or \
-                (p.startswith("/proc/") and not p.startswith(f"/proc/{os.getpid()}")):
+                (p.startswith("/proc/") and not under(p, (own_proc,))):
             raise PermissionError(f"sandbox: reading {path} is not allowed")
 
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -189,6 +226,8 @@ def _sandbox_main():
                    "os.mknod", "os.setxattr", "os.removexattr", "shutil.rmtree", "os.chdir")
 
     def guard(event, args):
+        if event == "object.__setattr__" and len(args) > 1 and args[1] in ("__code__", "__closure__"):
+            raise PermissionError("sandbox: replacing a function's code is not allowed")
         if event.startswith("socket.") and event != "socket.gethostname":
             raise PermissionError("sandbox: network access is not allowed")
         if event in forbidden:
@@ -246,8 +285,15 @@ def _sandbox_main():
     except (SyntaxError, ValueError) as e:
         report({"outcome": "syntax_error", "error": f"{type(e).__name__}: {e}"})
         return 0
-    sys.addaudithook(guard)
-    isolation["audit_hook"] = True
+
+    def on_cpu_limit(signum, frame):     # the soft CPU limit: say so (the hard limit kills 1 s later)
+        report({"outcome": "timeout", "error": f"CPU-time limit of {cfg['cpu_seconds']}s reached"})
+        os._exit(124)
+
+    signal.signal(signal.SIGXCPU, on_cpu_limit)
+    if cfg["audit_hook"]:
+        sys.addaudithook(guard)
+        isolation["audit_hook"] = True
     sys.argv = ["program.py"]
     ns = {"__name__": "__main__" if mode == "script" else "program", "__builtins__": builtins,
           "__file__": os.path.join(home, "program.py")}
@@ -295,10 +341,12 @@ _os._exit(_sandbox_main())
 
 @functools.lru_cache(maxsize=1)
 def network_namespace_command() -> tuple[str, ...]:
-    """The prefix that gives a child its own empty network namespace here (``()`` when none works)."""
+    """The prefix that gives a child its own empty network namespace here, and where possible its own
+    PID namespace whose processes all die with it (``()`` when none works)."""
     if not shutil.which("unshare"):
         return ()
-    for cmd in (("unshare", "-n"), ("unshare", "-r", "-n")):
+    pid = ("-p", "-f", "--kill-child")
+    for cmd in (("unshare", "-n", *pid), ("unshare", "-r", "-n", *pid), ("unshare", "-n"), ("unshare", "-r", "-n")):
         try:
             if subprocess.run([*cmd, "true"], capture_output=True, timeout=10).returncode == 0:
                 return cmd
@@ -312,13 +360,18 @@ def network_namespace_available() -> bool:
     return bool(network_namespace_command())
 
 
+ETC_READABLE = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
+                "host.conf", "mime.types", "os-release")     # what the runtime and the standard library read
+
+
 @functools.lru_cache(maxsize=1)
 def _read_roots() -> tuple[str, ...]:
     """Where the child may read: the Python runtime, its packages and the system's libraries."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              str(Path(os.path.realpath(sys.executable)).parent.parent)}
-    roots |= {"/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sys/devices/system/cpu",
+    roots |= {"/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/sys/devices/system/cpu",
               "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"}
+    roots |= {f"/etc/{name}" for name in ETC_READABLE}     # not /etc itself: /etc/shadow is readable by root
     return tuple(sorted(os.path.realpath(r) for r in roots if os.path.exists(r)))
 
 
@@ -347,7 +400,10 @@ def _tail(fh, n: int = _STDOUT_TAIL) -> str:
     return fh.read().decode("utf-8", errors="replace")[-n:]
 
 
-def _execute(source: str, mode: str, entry: str, inputs: list | None, limits: Limits) -> SandboxResult:
+def _execute(source: str, mode: str, entry: str, inputs: list | None, limits: Limits,
+             audit_hook: bool = True) -> SandboxResult:
+    """Run one sandboxed child. ``audit_hook=False`` leaves out layer 3, for tests that show the kernel
+    layers hold on their own."""
     start = time.time()
     netns = network_namespace_command()
     with tempfile.TemporaryDirectory(prefix="mips-sandbox-") as work, \
@@ -358,7 +414,7 @@ def _execute(source: str, mode: str, entry: str, inputs: list | None, limits: Li
         cfg = {"cpu_seconds": int(limits.cpu_seconds), "memory_mb": int(limits.memory_mb),
                "file_mb": int(limits.file_mb), "mode": mode, "entry": entry, "stdout_fd": out.fileno(),
                "read_roots": list(_read_roots()), "deny_roots": list(_deny_roots()),
-               "network_namespace": bool(netns)}
+               "network_namespace": bool(netns), "pid_namespace": "-p" in netns, "audit_hook": audit_hook}
         cmd = [*netns, sys.executable, "-s", "-B", "-u", "-c", _DRIVER, json.dumps(cfg)]
         env = {"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "PYTHONHASHSEED": "0",
                "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -385,7 +441,7 @@ def _execute(source: str, mode: str, entry: str, inputs: list | None, limits: Li
             res = json.loads(payload)
         except json.JSONDecodeError:
             res = None
-    reported = (OK, SYNTAX_ERROR, RUNTIME_ERROR, MEMORY_ERROR, NO_ENTRY)
+    reported = (OK, SYNTAX_ERROR, RUNTIME_ERROR, MEMORY_ERROR, NO_ENTRY, TIMEOUT)
     if isinstance(res, dict) and res.get("outcome") in reported:
         meta["isolation"] = res.get("isolation", meta["isolation"])
         return SandboxResult(res["outcome"], res.get("outputs"), res.get("error", ""), stdout,
@@ -396,7 +452,9 @@ def _execute(source: str, mode: str, entry: str, inputs: list | None, limits: Li
 def _without_result(returncode: int, stdout: str, stderr: str, seconds: float, limits: Limits,
                     meta: dict) -> SandboxResult:
     """Classify a child that ended without reporting: killed by a limit, crashed, or ``os._exit``."""
-    if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and seconds >= limits.cpu_seconds):
+    # Under ``unshare --fork`` a child killed by a signal shows as unshare's own exit status 1.
+    by_signal = returncode < 0 or (returncode == 1 and stderr.lstrip().startswith("unshare:"))
+    if returncode == -signal.SIGXCPU or (by_signal and seconds >= limits.cpu_seconds):
         return SandboxResult(TIMEOUT, error=f"CPU-time limit of {limits.cpu_seconds}s reached", stdout=stdout,
                              returncode=returncode, seconds=seconds, meta=meta)
     if returncode == -signal.SIGKILL or "MemoryError" in stderr or "Cannot allocate memory" in stderr:
