@@ -153,7 +153,10 @@ kernel_only = pytest.mark.skipif(not (sandbox.isolation_report().get("landlock_a
                                  reason="this machine lacks Landlock, seccomp or PID namespaces")
 
 
-def _without_hook(source: str, limits: Limits = Limits(cpu_seconds=5, wall_seconds=20)):
+KERNEL_PROBE = Limits(cpu_seconds=5, wall_seconds=20)
+
+
+def _without_hook(source: str, limits: Limits = KERNEL_PROBE):
     return sandbox._execute(source, "script", "", None, limits, audit_hook=False)
 
 

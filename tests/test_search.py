@@ -180,9 +180,8 @@ def test_budget_cap_ends_the_search(sum_all):
 
 
 def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
-    """At a rung: the most accurate third go on, and so does any network no smaller-or-equal one beats
-    (a slow small learner is not dropped for a fast large one) while it is still learning; the rest are
-    pruned."""
+    """At the first rung the most accurate third go on, and so does any network no smaller-or-equal one
+    beats (a slow small learner is not dropped for a fast large one); the rest are pruned."""
     config = SearchConfig(probe_steps=100, eta=3)
     assert config.rungs(1000) == [100, 300, 900]
     later = halving_stop_rule(config, 1000, None)
@@ -194,11 +193,48 @@ def test_halving_keeps_the_best_third_and_every_unbeaten_smaller_network():
     pruned = rule(results, active, 100)
     assert {results[j].member.tag for j in pruned} == {2, 5}                # beaten by H=1 and by H=3/H=4
     assert set(pruned.values()) == {"pruned"}
-    # at later rungs an unbeaten small network goes on only while it is still learning
+    # at later rungs only the best third go on (a second chance comes after a success, in search)
     later(results, active, 100)
     results[1].best_eval_accuracy = 0.60                                    # H=2: error 0.95 -> 0.40
     results[5].best_eval_accuracy = 0.99                                    # the group's best improves too
-    assert {results[j].member.tag for j in later(results, active, 300)} == {1, 3, 5}
+    assert {results[j].member.tag for j in later(results, active, 300)} == {1, 2, 3, 5}
+
+
+def test_candidates_pruned_before_the_winner_get_a_second_chance(sum_all):
+    """Halving pruned H=1..3 early and H=4 won the group; the pruned ones then train again without
+    halving, H=2 succeeds with the longer budget, and it is the winner."""
+    task, data = sum_all
+    script = [{1: "pruned", 2: "pruned", 3: "pruned", 4: "success", 5: "stopped"},
+              {1: "budget", 2: "success", 3: "stopped"}]
+    calls = []
+
+    def trainer(members, data, config, device="cpu", stop_rule=None, on_finish=None):
+        outcome = script[len(calls)]
+        calls.append(sorted({m.config.hidden_dim for m in members}))
+        results = []
+        for m in members:
+            why = outcome[m.config.hidden_dim]
+            results.append(TrainResult(m, steps_run=10, success=why == "success", stop=why,
+                                       success_step=10 if why == "success" else None,
+                                       best_eval_accuracy=1.0 if why == "success" else 0.5,
+                                       test_accuracy=1.0 if why == "success" else 0.5,
+                                       network=init_network(m.config, m.seed)))
+        return results
+
+    result = search(task, data, small(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=1, steps=100),
+                    trainer=trainer)
+    assert calls == [[1, 2, 3, 4, 5], [1, 2, 3]]
+    assert result.network.config == linear(2)
+    assert [o.status for o in result.trace] == ["failed", "succeeded", "stopped", "succeeded", "stopped"]
+
+
+def test_after_a_success_smaller_candidates_are_not_pruned():
+    """Once H=3 succeeded, H=4.. stop and H=1, H=2 train on even at a rung where they rank last:
+    whether a smaller network also succeeds is what is left to find out."""
+    rule = halving_stop_rule(SearchConfig(probe_steps=100, eta=3), 1000, None)
+    results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=0.1 * h) for h in (1, 2, 3, 4, 5)]
+    results[2].success, results[2].stop = True, "success"
+    assert rule(results, [0, 1, 3, 4], 100) == {3: "stopped", 4: "stopped"}
 
 
 def test_a_group_whose_best_error_stalls_between_rungs_stops():

@@ -22,6 +22,7 @@ Explained in notebooks/search.ipynb.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -85,7 +86,7 @@ class SearchConfig:
     max_candidates: int = 0
     max_network_steps: int = 0
     seed: int = 0
-    method_version: int = 2          # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 3          # bumped when the method changes, so cached stage folders are redone
 
     def __post_init__(self):
         for od, hd in self.depths:
@@ -361,6 +362,12 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
                          cap - spent if cap else None)
         group = [progress.outcomes[i] for i in members]
         if (hit := next((o.index for o in group if o.status == "succeeded"), None)) is not None:
+            second = [i for i in members if i < hit and progress.outcomes[i].status == "pruned"]
+            if second:                 # halving dropped them early: train them to a conclusion after all
+                spent = sum(o.network_steps for o in progress.outcomes.values())
+                _train_group(space, second, g, data, config, train_config, device, progress, trainer,
+                             cap - spent if cap else None, halving=False)
+                hit = next(o.index for o in (progress.outcomes[i] for i in members) if o.status == "succeeded")
             win = hit
             break
         if any(o.status == "capped" for o in group):
@@ -391,36 +398,41 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
 
 
 def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
-    """The group's stop rule: stop every later candidate once one succeeded; at each rung keep the best
-    1/eta of the networks still running (most accurate, then lowest loss), and also every network that no
-    smaller-or-equal network beats and that is still learning (at the first rung, or its error fell by
-    ``min_rung_gain`` since the last rung): a small network that starts slowly is not dropped for a larger
-    one that starts fast, so the result stays "smallest first". Once the budget is spent, cap everything.
-    A group whose best error has not fallen by ``min_rung_gain`` since the last rung has plateaued: all
-    its networks stop."""
+    """The group's stop rule.
+
+    - Once a candidate succeeds, every later candidate stops; the smaller ones go on, unpruned, until they
+      succeed or stall (patience): whether a smaller network also succeeds is the question left.
+    - Before that, at each rung: a group whose best error has not fallen by ``min_rung_gain`` since the
+      last rung has plateaued and stops; otherwise the best 1/eta of the running networks (most accurate,
+      then lowest loss) go on, and at the first rung also every network no smaller-or-equal one beats.
+      (Candidates smaller than the winner that were pruned get a second chance without halving: see
+      ``search``.)
+    - Once the search's budget is spent, everything still running is capped.
+    """
     rungs = config.rungs(steps)
     last_error: list[float] = []
     member_error: dict[int, float] = {}             # each network's error at the last rung
+
+    def halve(results: list[TrainResult], running: list[int]) -> dict[int, str]:
+        error = 1.0 - max(r.best_eval_accuracy for r in results)
+        if last_error and error > last_error[-1] * (1.0 - config.min_rung_gain):
+            return {j: "plateau" for j in running}
+        last_error.append(error)
+        score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
+        ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
+        keep = set(ranked[: math.ceil(len(running) / config.eta)])
+        if not member_error:                         # the first rung: also every network no smaller one beats
+            keep |= {j for j in running if not any(
+                results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
+        member_error.update({j: 1.0 - score[j][0] for j in running})
+        return {j: "pruned" for j in running if j not in keep}
 
     def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
         won = [r.member.tag for r in results if r.success]
         stop = {j: "stopped" for j in active if won and results[j].member.tag >= min(won)}
         running = [j for j in active if j not in stop]
-        if step in rungs and running and not won:
-            error = 1.0 - max(r.best_eval_accuracy for r in results)
-            if last_error and error > last_error[-1] * (1.0 - config.min_rung_gain):
-                return stop | {j: "plateau" for j in running}
-            last_error.append(error)
-        if step in rungs and running:
-            score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
-            ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
-            keep = set(ranked[: math.ceil(len(running) / config.eta)])
-            learning = {j for j in running if j not in member_error
-                        or 1.0 - score[j][0] <= member_error[j] * (1.0 - config.min_rung_gain)}
-            keep |= {j for j in learning if not any(
-                results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
-            member_error.update({j: 1.0 - score[j][0] for j in running})
-            stop |= {j: "pruned" for j in running if j not in keep}
+        if not won and step in rungs and running:
+            stop |= halve(results, running)
         if steps_left is not None:
             used = sum(r.steps_run for r in results if r.stop) + step * len(active)
             if used >= steps_left:
@@ -431,16 +443,18 @@ def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
 
 
 def _train_group(space, members, group_no, data, config, train_config, device, progress, trainer,
-                 steps_left: int | None) -> None:
-    """Train one group's candidates (all seeds) as one stack with successive halving; record the group.
-    ``steps_left`` is what remains of the search's network-step budget (None: no budget)."""
+                 steps_left: int | None, halving: bool = True) -> None:
+    """Train one group's candidates (all seeds) as one stack with successive halving (or without, for a
+    second chance); record the group. ``steps_left`` is what remains of the search's network-step budget
+    (None: no budget)."""
     t0 = time.perf_counter()
     nets = [Member(space[i], config.seed + s, tag=i) for i in members for s in range(config.seeds)]
     log.info("group %d: %s, %s, %d candidates x %d seeds", group_no, space[members[0]].representation(),
              f"depths {space[members[0]].output_depth}/{space[members[0]].hidden_depth}", len(members),
              config.seeds)
+    rule_config = config if halving else dataclasses.replace(config, probe_steps=train_config.steps + 1)
     results = trainer(nets, data, train_config, device=device,
-                      stop_rule=halving_stop_rule(config, train_config.steps, steps_left))
+                      stop_rule=halving_stop_rule(rule_config, train_config.steps, steps_left))
     rows = []
     for i in members:
         mine = [r for r in results if r.member.tag == i]
