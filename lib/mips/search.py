@@ -361,14 +361,8 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
             _train_group(space, members, g, data, config, train_config, device, progress, trainer,
                          cap - spent if cap else None)
         group = [progress.outcomes[i] for i in members]
-        if (hit := next((o.index for o in group if o.status == "succeeded"), None)) is not None:
-            second = [i for i in members if i < hit and progress.outcomes[i].status == "pruned"]
-            if second:                 # halving dropped them early: train them to a conclusion after all
-                spent = sum(o.network_steps for o in progress.outcomes.values())
-                _train_group(space, second, g, data, config, train_config, device, progress, trainer,
-                             cap - spent if cap else None, halving=False)
-                hit = next(o.index for o in (progress.outcomes[i] for i in members) if o.status == "succeeded")
-            win = hit
+        if any(o.status == "succeeded" for o in group):
+            win = _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
             break
         if any(o.status == "capped" for o in group):
             win = None
@@ -397,6 +391,19 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
                         message=message, config=config)
 
 
+def _second_chance(space, members, group_no, data, config, train_config, device, progress, trainer) -> int:
+    """The group succeeded; halving may have dropped smaller candidates before they could. Train those
+    (pruned, before the first success) to a conclusion without halving; return the first success."""
+    first = lambda: next(i for i in members if progress.outcomes[i].status == "succeeded")   # noqa: E731
+    pruned = [i for i in members if i < first() and progress.outcomes[i].status == "pruned"]
+    if pruned:
+        cap = config.max_network_steps
+        spent = sum(o.network_steps for o in progress.outcomes.values())
+        _train_group(space, pruned, group_no, data, config, train_config, device, progress, trainer,
+                     cap - spent if cap else None, halving=False)
+    return first()
+
+
 def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
     """The group's stop rule.
 
@@ -410,21 +417,19 @@ def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
     - Once the search's budget is spent, everything still running is capped.
     """
     rungs = config.rungs(steps)
-    last_error: list[float] = []
-    member_error: dict[int, float] = {}             # each network's error at the last rung
+    last_error: list[float] = []                    # the group's best error at each rung so far
 
     def halve(results: list[TrainResult], running: list[int]) -> dict[int, str]:
         error = 1.0 - max(r.best_eval_accuracy for r in results)
         if last_error and error > last_error[-1] * (1.0 - config.min_rung_gain):
             return {j: "plateau" for j in running}
-        last_error.append(error)
         score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
         ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
         keep = set(ranked[: math.ceil(len(running) / config.eta)])
-        if not member_error:                         # the first rung: also every network no smaller one beats
+        if not last_error:                           # the first rung: also every network no smaller one beats
             keep |= {j for j in running if not any(
                 results[k].member.tag <= results[j].member.tag and score[k] > score[j] for k in running)}
-        member_error.update({j: 1.0 - score[j][0] for j in running})
+        last_error.append(error)
         return {j: "pruned" for j in running if j not in keep}
 
     def stop_rule(results: list[TrainResult], active: list[int], step: int) -> dict[int, str]:
