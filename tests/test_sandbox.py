@@ -221,3 +221,12 @@ def test_a_forked_child_in_a_new_session_dies_with_the_sandbox(tmp_path, monkeyp
         for pid in left:
             os.kill(pid, 9)
         assert not left, f"processes outlived the sandbox: {left}"
+
+
+def test_the_audit_hook_cannot_be_rewritten_from_inside():
+    """Finding the hook through gc and replacing its code (issue 20, item 2) is refused by the hook."""
+    res = run_script("import gc\nfor o in gc.get_objects():\n"
+                     "    if getattr(o, '__name__', '') == 'guard' and hasattr(o, '__code__'):\n"
+                     "        o.__code__ = (lambda event, args: None).__code__\n",
+                     Limits(cpu_seconds=5, wall_seconds=20))
+    assert res.outcome == sandbox.RUNTIME_ERROR and "replacing a function's code" in res.error
