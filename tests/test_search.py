@@ -237,15 +237,17 @@ def test_after_a_success_smaller_candidates_are_not_pruned():
     assert rule(results, [0, 1, 3, 4], 100) == {3: "stopped", 4: "stopped"}
 
 
-def test_a_group_whose_best_error_stalls_between_rungs_stops():
-    """Rungs at 100, 300, 900: the best error 0.5 -> 0.48 is less than a 10% drop, so the group stops;
-    0.5 -> 0.3 goes on."""
+def test_a_group_whose_best_error_and_loss_stall_between_rungs_stops():
+    """Rungs at 100, 300, 900: best error 0.5 -> 0.48 and loss 1.0 -> 0.95 (both under a 10% drop): the
+    group stops. The error falling to 0.3, or the loss alone to 0.5 (a delay line whose rounded outputs
+    lag its loss), keeps it going."""
     config = SearchConfig(probe_steps=100, eta=3, min_rung_gain=0.1)
-    for later, stops in ((0.52, True), (0.70, False)):
+    for accuracy, loss, stops in ((0.52, 0.95, True), (0.70, 0.95, False), (0.52, 0.5, False)):
         rule = halving_stop_rule(config, 1000, None)
-        results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=0.5) for h in (1, 2, 3)]
+        results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=0.5, best_eval_loss=1.0)
+                   for h in (1, 2, 3)]
         rule(results, [0, 1, 2], 100)
-        results[0].best_eval_accuracy = later
+        results[0].best_eval_accuracy, results[0].best_eval_loss = accuracy, loss
         verdict = rule(results, [0], 300)
         assert (verdict == {0: "plateau"}) == stops
 

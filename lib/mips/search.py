@@ -60,7 +60,8 @@ class SearchConfig:
     ``max_alphabet`` bounds the alphabets that get one-hot inputs or a classification head.
     ``steps`` = 0 means the task's own step count. Successive halving: ``probe_steps`` is the first rung,
     each later rung keeps the best 1/``eta`` of the running networks for ``eta`` times the steps, and a
-    group whose best error has not fallen by ``min_rung_gain`` (relative) since the last rung stops;
+    group whose best error and loss have not fallen by ``min_rung_gain`` (relative) since the last rung
+    stops;
     ``patience`` stops a network that has not improved for that many steps. ``max_candidates`` caps the
     space and ``max_network_steps`` the search's total work, summed over every network (0 = no cap).
     """
@@ -86,7 +87,7 @@ class SearchConfig:
     max_candidates: int = 0
     max_network_steps: int = 0
     seed: int = 0
-    method_version: int = 3          # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 4          # bumped when the method changes, so cached stage folders are redone
 
     def __post_init__(self):
         for od, hd in self.depths:
@@ -409,19 +410,21 @@ def halving_stop_rule(config: SearchConfig, steps: int, steps_left: int | None):
 
     - Once a candidate succeeds, every later candidate stops; the smaller ones go on, unpruned, until they
       succeed or stall (patience): whether a smaller network also succeeds is the question left.
-    - Before that, at each rung: a group whose best error has not fallen by ``min_rung_gain`` since the
-      last rung has plateaued and stops; otherwise the best 1/eta of the running networks (most accurate,
+    - Before that, at each rung: a group whose best error and best loss have both not fallen by
+      ``min_rung_gain`` since the last rung has plateaued and stops (a delay line's loss falls long before
+      its rounded outputs become right); otherwise the best 1/eta of the running networks (most accurate,
       then lowest loss) go on, and at the first rung also every network no smaller-or-equal one beats.
       (Candidates smaller than the winner that were pruned get a second chance without halving: see
       ``search``.)
     - Once the search's budget is spent, everything still running is capped.
     """
     rungs = config.rungs(steps)
-    last_error: list[float] = []                    # the group's best error at each rung so far
+    last_error: list[tuple[float, float]] = []      # the group's best (error, loss) at each rung so far
 
     def halve(results: list[TrainResult], running: list[int]) -> dict[int, str]:
-        error = 1.0 - max(r.best_eval_accuracy for r in results)
-        if last_error and error > last_error[-1] * (1.0 - config.min_rung_gain):
+        error = (1.0 - max(r.best_eval_accuracy for r in results), min(r.best_eval_loss for r in results))
+        if last_error and all(now > before * (1.0 - config.min_rung_gain)
+                              for now, before in zip(error, last_error[-1], strict=True)):
             return {j: "plateau" for j in running}
         score = {j: (results[j].best_eval_accuracy, -results[j].best_eval_loss) for j in running}
         ranked = sorted(running, key=lambda j: (score[j], -results[j].member.tag, -j), reverse=True)
