@@ -228,6 +228,33 @@ def test_candidates_pruned_before_the_winner_get_a_second_chance(sum_all):
     assert [o.status for o in result.trace] == ["failed", "succeeded", "stopped", "succeeded", "stopped"]
 
 
+def test_a_near_miss_group_trains_its_pruned_candidates_again(sum_all):
+    """No network of the group reached 100%, but H=5 came within 1%: the pruned H=1..4 train again
+    without halving, and H=4 (a slow learner) succeeds."""
+    task, data = sum_all
+    calls = []
+
+    def trainer(members, data, config, device="cpu", stop_rule=None, on_finish=None):
+        calls.append(sorted(m.config.hidden_dim for m in members))
+        results = []
+        for m in members:
+            h = m.config.hidden_dim
+            win = len(calls) == 2 and h == 4
+            why = "success" if win else ("budget" if h == 5 or len(calls) == 2 else "pruned")
+            acc = 1.0 if win else (0.995 if h == 5 else 0.3)
+            results.append(TrainResult(m, steps_run=10, success=win, stop=why, success_step=10 if win else None,
+                                       best_eval_accuracy=acc, test_accuracy=acc,
+                                       network=init_network(m.config, m.seed)))
+        return results
+
+    result = search(task, data, small(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=1, steps=100),
+                    trainer=trainer)
+    assert calls == [[1, 2, 3, 4, 5], [1, 2, 3, 4]] and result.network.config == linear(4)
+    far = small(depths=((1, 1),), hidden_dims=(1, 2, 3, 4, 5), seeds=1, steps=100, near_miss=0.999)
+    calls.clear()
+    assert not search(task, data, far, trainer=trainer).success and calls == [[1, 2, 3, 4, 5]]
+
+
 def test_after_a_success_smaller_candidates_are_not_pruned():
     """Once H=3 succeeded, H=4.. stop and H=1, H=2 train on even at a rung where they rank last:
     whether a smaller network also succeeds is what is left to find out."""
@@ -242,12 +269,12 @@ def test_a_group_whose_best_error_and_loss_stall_between_rungs_stops():
     group stops. The error falling to 0.3, or the loss alone to 0.5 (a delay line whose rounded outputs
     lag its loss), keeps it going."""
     config = SearchConfig(probe_steps=100, eta=3, min_rung_gain=0.1)
-    for accuracy, loss, stops in ((0.52, 0.95, True), (0.70, 0.95, False), (0.52, 0.5, False)):
+    for acc, loss, stops in ((0.52, 0.95, True), (0.70, 0.95, False), (0.52, 0.5, False)):
         rule = halving_stop_rule(config, 1000, None)
         results = [TrainResult(Member(linear(h), 0, tag=h), best_eval_accuracy=0.5, best_eval_loss=1.0)
                    for h in (1, 2, 3)]
         rule(results, [0, 1, 2], 100)
-        results[0].best_eval_accuracy, results[0].best_eval_loss = accuracy, loss
+        results[0].best_eval_accuracy, results[0].best_eval_loss = acc, loss
         verdict = rule(results, [0], 300)
         assert (verdict == {0: "plateau"}) == stops
 

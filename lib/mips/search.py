@@ -61,7 +61,8 @@ class SearchConfig:
     ``steps`` = 0 means the task's own step count. Successive halving: ``probe_steps`` is the first rung,
     each later rung keeps the best 1/``eta`` of the running networks for ``eta`` times the steps, and a
     group whose best error and loss have not fallen by ``min_rung_gain`` (relative) since the last rung
-    stops;
+    stops; a group whose best network came within ``near_miss`` of 100% trains its pruned smaller
+    candidates again without halving;
     ``patience`` stops a network that has not improved for that many steps. ``max_candidates`` caps the
     space and ``max_network_steps`` the search's total work, summed over every network (0 = no cap).
     """
@@ -79,6 +80,7 @@ class SearchConfig:
     probe_steps: int = 400
     eta: int = 3
     min_rung_gain: float = 0.1
+    near_miss: float = 0.99
     batch_size: int = 256
     lr: float = 1e-3
     eval_every: int = 100
@@ -87,7 +89,7 @@ class SearchConfig:
     max_candidates: int = 0
     max_network_steps: int = 0
     seed: int = 0
-    method_version: int = 4          # bumped when the method changes, so cached stage folders are redone
+    method_version: int = 5          # bumped when the method changes, so cached stage folders are redone
 
     def __post_init__(self):
         for od, hd in self.depths:
@@ -362,6 +364,10 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
             _train_group(space, members, g, data, config, train_config, device, progress, trainer,
                          cap - spent if cap else None)
         group = [progress.outcomes[i] for i in members]
+        if not any(o.status == "succeeded" for o in group) and \
+                max(o.test_accuracy for o in group) >= config.near_miss:
+            _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
+            group = [progress.outcomes[i] for i in members]
         if any(o.status == "succeeded" for o in group):
             win = _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
             break
@@ -392,11 +398,17 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
                         message=message, config=config)
 
 
-def _second_chance(space, members, group_no, data, config, train_config, device, progress, trainer) -> int:
-    """The group succeeded; halving may have dropped smaller candidates before they could. Train those
-    (pruned, before the first success) to a conclusion without halving; return the first success."""
-    first = lambda: next(i for i in members if progress.outcomes[i].status == "succeeded")   # noqa: E731
-    pruned = [i for i in members if i < first() and progress.outcomes[i].status == "pruned"]
+def _second_chance(space, members, group_no, data, config, train_config, device, progress, trainer) -> int | None:
+    """Halving may have dropped candidates before they could succeed. Train those pruned before the
+    group's first success (or, in a group that came within ``near_miss`` of 100%, before its most
+    accurate candidate) to a conclusion without halving; return the first success, if any."""
+    def first() -> int | None:
+        return next((i for i in members if progress.outcomes[i].status == "succeeded"), None)
+
+    upto = first()
+    if upto is None:
+        upto = max(members, key=lambda i: (progress.outcomes[i].test_accuracy, -i))
+    pruned = [i for i in members if i < upto and progress.outcomes[i].status == "pruned"]
     if pruned:
         cap = config.max_network_steps
         spent = sum(o.network_steps for o in progress.outcomes.values())
