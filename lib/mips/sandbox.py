@@ -5,10 +5,12 @@ layered, and each layer reports whether it was active (``SandboxResult.meta["iso
 
 1. **Process limits** (always): CPU time, address space, file size and core size (``resource``), a
    wall clock enforced by the parent (the whole process group is killed), a clean environment, no stdin.
-2. **Kernel isolation** (where the OS allows it, no privileges needed): a new, empty network namespace
-   (``unshare -n``) and a Landlock domain that lets the child write only inside its working directory,
-   read only the Python runtime and system libraries, make no TCP connection and signal no outside
-   process. This is what a hostile program cannot talk its way out of.
+2. **Kernel isolation** (where the OS allows it): a new, empty network namespace and a PID namespace whose
+   processes all die with the run (``unshare -n -p -f --kill-child``); a Landlock domain that lets the
+   child write only inside its working directory, read only the Python runtime, system libraries and a
+   few files of /etc, make no TCP connection and signal no outside process; and a seccomp filter that
+   refuses ``execve`` and ``socket()`` to the child and its descendants. This is what a hostile program
+   cannot talk its way out of, with or without the hook below.
 3. **An audit hook** (always, in the child): refuses sockets, subprocesses, ``fork``, ``ctypes``, writes
    outside the working directory, reads of the project's data (hidden test splits, run records) and
    imports of the ``mips`` package, each with a clear ``PermissionError``. It gives readable errors
