@@ -24,7 +24,6 @@ VARIANTS = Path(__file__).resolve().parent / "variants"
 
 def solve(task_id: str, preset: str, run_dir: str | None) -> dict:
     """Run every pipeline stage of one task (each reuses its record when fresh) and summarise the result."""
-    os.environ.setdefault("TQDM_DISABLE", "1")      # one line per task is the progress report here
     import torch
 
     from mips import pipeline

@@ -364,13 +364,12 @@ def search(task: Task, data: TrainData, config: SearchConfig, device: str = "cpu
             _train_group(space, members, g, data, config, train_config, device, progress, trainer,
                          cap - spent if cap else None)
         group = [progress.outcomes[i] for i in members]
-        if not any(o.status == "succeeded" for o in group) and \
-                max(o.test_accuracy for o in group) >= config.near_miss:
-            _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
+        if any(o.status == "succeeded" for o in group) or max(o.test_accuracy for o in group) >= config.near_miss:
+            hit = _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
+            if hit is not None:
+                win = hit
+                break
             group = [progress.outcomes[i] for i in members]
-        if any(o.status == "succeeded" for o in group):
-            win = _second_chance(space, members, g, data, config, train_config, device, progress, trainer)
-            break
         if any(o.status == "capped" for o in group):
             win = None
             break
